@@ -1,0 +1,198 @@
+"""Git checkpoints of a run's state directory: every candidate is a commit, kept ones are tagged.
+
+- keep:    commit + annotated tag `autoloop/<run>/ckpt-NNN` (scores in the first message line, so
+           `git tag -n` is a leaderboard) and a moved annotated `autoloop/<run>/best`.
+- revert:  the candidate's commit stays reachable as `refs/autoloop/<run>/discarded/NNN`; the work tree
+           goes back to the incumbent commit.
+- large files (weights, optimizer state) above a threshold live by sha256 in a blob store outside git;
+           the commit holds `.autoloop-manifest.json` naming them, and restore copies them back.
+
+git is called through `repo.git` in short scopes and the Repo is closed after each use: GitPython leaks
+`git cat-file` processes in long-lived programs otherwise. User strings never become git options.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import git
+
+MANIFEST = ".autoloop-manifest.json"
+_IDENT = {"GIT_AUTHOR_NAME": "autoloop", "GIT_AUTHOR_EMAIL": "autoloop@localhost",
+          "GIT_COMMITTER_NAME": "autoloop", "GIT_COMMITTER_EMAIL": "autoloop@localhost"}
+
+
+def tag_name(run_id: str, iteration: int) -> str:
+    return f"autoloop/{run_id}/ckpt-{iteration:03d}"
+
+
+def best_tag(run_id: str) -> str:
+    return f"autoloop/{run_id}/best"
+
+
+def discarded_ref(run_id: str, iteration: int) -> str:
+    return f"refs/autoloop/{run_id}/discarded/{iteration:03d}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class StateRepo:
+    def __init__(self, state_dir: Path, blob_dir: Path, large_file_mb: float = 1.0):
+        self.dir = Path(state_dir)
+        self.blobs = Path(blob_dir)
+        self.large_bytes = int(large_file_mb * 1e6)
+
+    @contextlib.contextmanager
+    def _repo(self) -> Iterator[git.Repo]:
+        repo = git.Repo(self.dir)
+        try:
+            with repo.git.custom_environment(**_IDENT):
+                yield repo
+        finally:
+            repo.close()
+
+    # -- setup -----------------------------------------------------------------------------------
+    def init(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not (self.dir / ".git").exists():
+            git.Repo.init(self.dir, initial_branch="main").close()
+
+    # -- large files -----------------------------------------------------------------------------
+    def _blob_path(self, digest: str) -> Path:
+        return self.blobs / digest[:2] / digest[2:]
+
+    def _externalise_large_files(self) -> dict[str, dict]:
+        """Copy files over the threshold into the blob store and exclude them from git."""
+        manifest: dict[str, dict] = {}
+        for path in sorted(self.dir.rglob("*")):
+            if ".git" in path.relative_to(self.dir).parts or not path.is_file() or path.is_symlink():
+                continue
+            rel = path.relative_to(self.dir).as_posix()
+            if rel == MANIFEST:
+                continue
+            size = path.stat().st_size
+            if size < self.large_bytes:
+                continue
+            digest = _sha256(path)
+            blob = self._blob_path(digest)
+            if not blob.exists():
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                tmp = blob.with_suffix(".tmp")
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, blob)
+            manifest[rel] = {"sha256": digest, "size": size}
+        exclude = self.dir / ".git" / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text("".join("/" + _glob_escape(rel) + "\n" for rel in manifest))
+        if manifest:
+            (self.dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        else:
+            (self.dir / MANIFEST).unlink(missing_ok=True)
+        return manifest
+
+    def restore_large_files(self, into: Path | None = None) -> int:
+        """Copy every file named in the manifest from the blob store into the work tree (or `into`)."""
+        root = Path(into) if into else self.dir
+        mpath = root / MANIFEST
+        if not mpath.exists():
+            return 0
+        manifest = json.loads(mpath.read_text())
+        for rel, meta in manifest.items():
+            blob = self._blob_path(meta["sha256"])
+            if not blob.exists():
+                raise FileNotFoundError(f"blob {meta['sha256']} for {rel} is missing from {self.blobs}")
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(blob, dest)
+        return len(manifest)
+
+    # -- commits ---------------------------------------------------------------------------------
+    def commit(self, message: str) -> str:
+        """Commit the whole work tree as it is (large files by manifest); returns the commit sha."""
+        self._externalise_large_files()
+        with self._repo() as repo:
+            repo.git.add("-A", "--", ".")
+            repo.git.commit("--allow-empty", "--no-verify", "-q", "-F", "-", istream=_stdin(message))
+            return repo.git.rev_parse("HEAD")
+
+    def tag(self, name: str, commit: str, message: str, force: bool = False) -> None:
+        with self._repo() as repo:
+            # Names are engine-made from validated run ids, so none can start with "-".
+            args = ["-a", "-F", "-"] + (["-f"] if force else []) + [name, commit]
+            repo.git.tag(*args, istream=_stdin(message))
+
+    def delete_tag(self, name: str) -> None:
+        with self._repo() as repo, contextlib.suppress(git.GitCommandError):
+            repo.git.tag("-d", name)
+
+    def set_ref(self, ref: str, commit: str) -> None:
+        with self._repo() as repo:
+            repo.git.update_ref(ref, commit)
+
+    def resolve(self, rev: str) -> str | None:
+        with self._repo() as repo:
+            try:
+                return repo.git.rev_parse("--verify", "-q", rev + "^{commit}")
+            except git.GitCommandError:
+                return None
+
+    def tags(self, prefix: str) -> dict[str, str]:
+        """Tag name -> commit sha for tags under `prefix`."""
+        with self._repo() as repo:
+            out = repo.git.for_each_ref("--format=%(refname:strip=2) %(*objectname)%(objectname)", f"refs/tags/{prefix}")
+        res = {}
+        for line in out.splitlines():
+            name, sha = line.split(" ", 1)
+            res[name] = sha[:40]  # annotated: peeled sha first; lightweight: own sha
+        return res
+
+    def restore(self, commit: str) -> None:
+        """Make the work tree exactly the given commit, large files included."""
+        with self._repo() as repo:
+            repo.git.reset("--hard", "-q", commit)
+            repo.git.clean("-fdxq")
+        self.restore_large_files()
+        # The exclude list must match the restored manifest for the next commit.
+        self._externalise_large_files()
+
+    def export(self, rev: str, dest: Path) -> None:
+        """Materialise a commit (by tag or sha) into `dest`, large files included."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._repo() as repo:
+            buf = io.BytesIO()
+            repo.archive(buf, treeish=rev, format="tar")
+        buf.seek(0)
+        with tarfile.open(fileobj=buf) as tar:
+            try:
+                tar.extractall(dest, filter="data")
+            except TypeError:  # Python without extraction filters (< 3.10.12)
+                tar.extractall(dest)
+        self.restore_large_files(dest)
+
+
+def _glob_escape(rel: str) -> str:
+    return "".join("\\" + c if c in "*?[\\!#" else c for c in rel)
+
+
+def _stdin(text: str):
+    """GitPython's istream wants a file; a pipe keeps messages out of the argument list."""
+    import tempfile
+
+    f = tempfile.TemporaryFile()
+    f.write(text.encode())
+    f.seek(0)
+    return f

@@ -1,0 +1,394 @@
+"""`autoloop` command line: thin click wrappers over runs, loop, store and report.
+
+Every engine option has an AUTOLOOP_* environment fallback (e.g. AUTOLOOP_MAX_ITERS). Bad input exits
+with code 2 and one line naming the option or file and the fix; listings take --json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from autoloop.target import TargetError
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"autoloop: error: {msg}", err=True)
+    sys.exit(2)
+
+
+def _runs_dir(ctx: click.Context) -> Path:
+    return ctx.obj["runs_dir"]
+
+
+def _db(ctx: click.Context) -> Path:
+    return _runs_dir(ctx) / "history.duckdb"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="AUTOLOOP_RUNS_DIR",
+              help="Where runs, history.duckdb and blobs live [env AUTOLOOP_RUNS_DIR; default ./runs].")
+@click.pass_context
+def main(ctx: click.Context, runs_dir: Path | None) -> None:
+    """autoloop: propose, run under a budget, score on a fixed gold set, keep or revert, stop at a plateau."""
+    from autoloop.runs import runs_dir_default
+
+    ctx.ensure_object(dict)
+    ctx.obj["runs_dir"] = (runs_dir.resolve() if runs_dir else runs_dir_default())
+
+
+def _limit_options(f):
+    opts = [
+        click.option("--max-iters", envvar="AUTOLOOP_MAX_ITERS", type=click.IntRange(min=0), help="Stop after N candidate iterations (baseline not counted)."),
+        click.option("--patience", envvar="AUTOLOOP_PATIENCE", type=click.IntRange(min=1), help="Plateau: stop after K iterations in a row without a keep [default 5]."),
+        click.option("--max-hours", envvar="AUTOLOOP_MAX_HOURS", type=click.FloatRange(min=0, min_open=True), help="Stop once this much wall-clock time has passed."),
+        click.option("--until", "until", envvar="AUTOLOOP_UNTIL", metavar="HH:MM", help="Stop at this local time, e.g. 07:30."),
+        click.option("--max-cost", envvar="AUTOLOOP_MAX_COST", type=click.FloatRange(min=0), help="Dollar cap: stop before spending more (targets report cost)."),
+        click.option("--target-score", envvar="AUTOLOOP_TARGET_SCORE", type=float, help="Stop once the best score reaches this value."),
+        click.option("--stop-file", envvar="AUTOLOOP_STOP_FILE", type=click.Path(dir_okay=False), help="Stop when this file exists (runs/STOP and runs/<run>/STOP always work)."),
+        click.option("--memory-cap-mb", envvar="AUTOLOOP_MEMORY_CAP_MB", type=click.FloatRange(min=1), help="Kill a candidate whose process tree exceeds this RSS (status oom)."),
+        click.option("--progress/--no-progress", default=None, help="Live panel (default: only on a terminal)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
+    keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
+            "memory_cap_mb", "progress")
+    out = {k: kw.get(k) for k in keys}
+    if out["until"]:
+        from autoloop.runs import until_to_deadline
+
+        try:
+            until_to_deadline(out["until"])
+        except ValueError as e:
+            _fail(str(e))
+    return out
+
+
+@main.command()
+@click.argument("target_file", type=click.Path(path_type=Path))
+@_limit_options
+@click.option("--run-id", help="Name the run (default: <target name>-<date>-<time>).")
+@click.option("--resume/--new", "resume_choice", default=None,
+              help="When this target has an unfinished run: resume it, or start a new one (default: ask on a terminal, else new).")
+@click.pass_context
+def run(ctx: click.Context, target_file: Path, run_id: str | None, resume_choice: bool | None, **kw: Any) -> None:
+    """Start a loop on TARGET_FILE (a .py file defining `target`)."""
+    from autoloop.loop import run_loop
+    from autoloop.runs import Settings, create_run, open_run, unfinished_runs
+
+    over = _overrides(kw)
+    runs_dir = _runs_dir(ctx)
+    try:
+        if target_file.exists() and resume_choice is not False:
+            pending = unfinished_runs(runs_dir, target_file)
+            if pending:
+                rid = pending[-1]
+                if resume_choice is None and sys.stdin.isatty():
+                    resume_choice = click.confirm(f"{target_file} has an unfinished run {rid}. Resume it?", default=True)
+                elif resume_choice is None:
+                    click.echo(f"note: {target_file} has an unfinished run {rid}; `autoloop resume {rid}` continues it",
+                               err=True)
+                if resume_choice:
+                    r = open_run(rid, Settings(runs_dir=runs_dir), over)
+                    click.echo(f"resuming {rid}")
+                    _finish(ctx, r, run_loop(r))
+                    return
+        settings = Settings(runs_dir=runs_dir, **{k: v for k, v in over.items() if v is not None})
+        r = create_run(target_file, settings, run_id)
+    except TargetError as e:
+        _fail(str(e))
+    click.echo(f"run {r.run_id}: state {r.state_dir} (git), history {r.db_path}")
+    _finish(ctx, r, run_loop(r))
+
+
+def _finish(ctx: click.Context, r, reason: str) -> None:
+    from autoloop import report
+
+    try:
+        cols, rows = report.iteration_rows(r.db_path, r.run_id)
+        _print_table(report.compact_columns(cols, rows), rows, title=f"{r.run_id} ({reason})")
+    except Exception as e:  # the run is complete and journaled; a busy DB only delays the table
+        click.echo(f"(table unavailable: {e}; run `autoloop show {r.run_id}`)", err=True)
+    sys.exit(130 if reason == "sigint" else 0)
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@_limit_options
+@click.pass_context
+def resume(ctx: click.Context, run_ref: str, **kw: Any) -> None:
+    """Continue RUN after a crash, kill -9, reboot or Ctrl-C (limits may be given again)."""
+    from autoloop.loop import run_loop
+    from autoloop.report import resolve_run
+    from autoloop.runs import Settings, open_run
+
+    try:
+        rid = resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
+        r = open_run(rid, Settings(runs_dir=_runs_dir(ctx)), _overrides(kw))
+    except (TargetError, LookupError) as e:
+        _fail(str(e).strip("'\""))
+    click.echo(f"resuming {rid}")
+    _finish(ctx, r, run_loop(r))
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Refresh every second until the run stops.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool) -> None:
+    """Live view of a running loop (reads live.json and the journal: no database lock needed)."""
+    from autoloop.journal import JOURNAL, read_events
+    from autoloop.report import resolve_run
+    from autoloop.runs import lock_owner
+
+    try:
+        rid = resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
+    except LookupError as e:
+        _fail(str(e).strip("'\""))
+    run_dir = _runs_dir(ctx) / rid
+    while True:
+        live = {}
+        try:
+            live = json.loads((run_dir / "live.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            pass
+        events = read_events(run_dir / JOURNAL)
+        ends = [e for e in events if e["kind"] == "iter_end"]
+        owner = lock_owner(run_dir)
+        end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
+        st = {"run_id": rid, "running": owner is not None, "pid": owner, "iterations": len(ends),
+              "kept": sum(e["status"] == "keep" for e in ends), "iter": live.get("iter"), "phase": live.get("phase"),
+              "phase_elapsed_s": round(time.time() - live["phase_started"], 1) if live.get("phase_started") else None,
+              "phase_budget_s": live.get("phase_budget_s"), "best": live.get("best"),
+              "last": live.get("last"), "stop_reason": end.get("stop_reason") if end and owner is None else None}
+        if as_json:
+            click.echo(json.dumps(st, default=str))
+        else:
+            state = "running" if owner else (f"stopped ({st['stop_reason']})" if st["stop_reason"] else "not running (resumable)")
+            budget = f" / {st['phase_budget_s']:.0f}s" if st["phase_budget_s"] else ""
+            click.echo(f"{rid}: {state}; {st['iterations']} iterations, {st['kept']} kept, best {st['best']}"
+                       + (f"; now iter {st['iter']} {st['phase']} {st['phase_elapsed_s']}s{budget}" if owner else ""))
+            if st["last"]:
+                last = st["last"]
+                click.echo(f"  last: #{last['iter']} {last['status']} score {last.get('score')} {last.get('reason', '')[:100]}")
+        if not follow or owner is None:
+            return
+        time.sleep(1)
+
+
+@main.command("runs")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List runs: id, target, start, iterations, kept, best score, stop reason."""
+    from autoloop import store
+
+    try:
+        cols, rows = store.query(_db(ctx), """
+            SELECT r.run_id, r.target_name, r.started_at, count(i.iter) AS iterations,
+                   count(*) FILTER (WHERE i.status = 'keep') AS kept, b.score AS best, r.status, r.stop_reason
+            FROM runs r LEFT JOIN iterations i USING (run_id) LEFT JOIN best b USING (run_id)
+            GROUP BY ALL ORDER BY r.started_at""")
+    except FileNotFoundError as e:
+        _fail(str(e))
+    _emit(cols, [dict(zip(cols, r)) for r in rows], as_json)
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--kept", is_flag=True, help="Only kept checkpoints.")
+@click.option("--wide", is_flag=True, help="Also durations, peak RSS, delta and the decision's reason.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_json: bool) -> None:
+    """The per-iteration table of RUN (default: the newest): checkpoint, time, score, components, decision."""
+    from autoloop import report
+
+    try:
+        rid = report.resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
+        cols, rows = report.iteration_rows(_db(ctx), rid, kept_only=kept)
+    except (LookupError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+    else:
+        _print_table(cols if wide else report.compact_columns(cols, rows), rows, title=rid)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str) -> None:
+    """Run a read-only SQL QUERY on the history (tables runs, iterations, metrics, item_scores, events,
+    llm_calls; views curve, best). Retries while a running loop holds the write lock."""
+    import duckdb
+
+    from autoloop import store
+
+    try:
+        cols, rows = store.query(_db(ctx), query)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    except duckdb.Error as e:
+        _fail(f"sql: {str(e).splitlines()[0]}; check the query (tables: runs, iterations, metrics, item_scores, events, llm_calls, curve, best)")
+    dicts = [dict(zip(cols, r)) for r in rows]
+    if fmt == "json":
+        click.echo(json.dumps(dicts, default=str))
+    elif fmt == "csv":
+        from autoloop.report import to_csv
+
+        click.echo(to_csv(cols, dicts), nl=False)
+    else:
+        _print_table(cols, dicts)
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the evidence table as CSV to this file ('-' for stdout).")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write the curve as a PNG.")
+@click.pass_context
+def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_path: str | None) -> None:
+    """Export RUN's evidence trail: every iteration with its scores and decision (CSV), and the curve (PNG)."""
+    from autoloop import report
+
+    if not csv_path and not png_path:
+        csv_path = "-"
+    try:
+        rid = report.resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
+        cols, rows = report.iteration_rows(_db(ctx), rid)
+    except (LookupError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if csv_path:
+        text = report.to_csv(cols, rows)
+        if csv_path == "-":
+            click.echo(text, nl=False)
+        else:
+            Path(csv_path).write_text(text)
+            click.echo(f"wrote {csv_path}", err=True)
+    if png_path:
+        report.plot_curve(_db(ctx), rid, Path(png_path))
+        click.echo(f"wrote {png_path}", err=True)
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def best(ctx: click.Context, run_ref: str | None, as_json: bool) -> None:
+    """The best checkpoint of RUN: score, tag, commit, and how to materialise it."""
+    from autoloop import report, store
+
+    try:
+        rid = report.resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
+        cols, rows = store.query(_db(ctx), "SELECT * FROM best WHERE run_id = ?", [rid])
+    except (LookupError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if not rows:
+        _fail(f"run {rid} has no kept checkpoint yet")
+    d = dict(zip(cols, rows[0]))
+    d["state_repo"] = str(_runs_dir(ctx) / rid / "state")
+    if as_json:
+        click.echo(json.dumps(d, default=str))
+    else:
+        click.echo(f"{rid}: best score {d['score']} at iteration {d['iter']} ({d['tag']}, commit {d['commit'][:12]})")
+        click.echo(f"  {d['description']}")
+        click.echo(f"  materialise it: autoloop checkout {d['tag']} DIR")
+
+
+@main.command()
+@click.argument("tag")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def checkout(ctx: click.Context, tag: str, dest: Path) -> None:
+    """Materialise checkpoint TAG (e.g. autoloop/<run>/ckpt-003 or autoloop/<run>/best) into DEST, large files included."""
+    from autoloop.checkpoint import StateRepo
+
+    parts = tag.split("/")
+    if len(parts) != 3 or parts[0] != "autoloop":
+        _fail(f"checkout {tag!r}: expected autoloop/<run>/ckpt-NNN or autoloop/<run>/best (see `git tag -l` in the run's state dir)")
+    run_dir = _runs_dir(ctx) / parts[1]
+    if not (run_dir / "state" / ".git").exists():
+        _fail(f"checkout {tag!r}: run {parts[1]} not found under {_runs_dir(ctx)}")
+    if dest.exists() and any(dest.iterdir()):
+        _fail(f"checkout: {dest} is not empty; pass a new or empty directory")
+    repo = StateRepo(run_dir / "state", _runs_dir(ctx) / "blobs")
+    if repo.resolve(tag) is None:
+        _fail(f"checkout: no tag {tag} in {run_dir / 'state'}; list them with `git -C {run_dir / 'state'} tag -n`")
+    repo.export(tag, dest)
+    click.echo(f"materialised {tag} into {dest}")
+
+
+@main.group()
+def db() -> None:
+    """The DuckDB history file."""
+
+
+@db.command("path")
+@click.pass_context
+def db_path(ctx: click.Context) -> None:
+    """Print the history database path."""
+    click.echo(str(_db(ctx.find_root())))
+
+
+@db.command("rebuild")
+@click.pass_context
+def db_rebuild(ctx: click.Context) -> None:
+    """Recreate the database from every run's journal (the source of truth)."""
+    from autoloop import store
+
+    n = store.rebuild(_db(ctx.find_root()), _runs_dir(ctx.find_root()))
+    click.echo(f"rebuilt {_db(ctx.find_root())} from {n} journal(s)")
+
+
+def _emit(cols: list[str], rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+    else:
+        _print_table(cols, rows)
+
+
+def _print_table(cols: list[str], rows: list[dict], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for c in cols:
+        t.add_column(c, overflow="fold", max_width=60 if c in ("description", "reason") else None)
+    for r in rows:
+        t.add_row(*[_cell(r.get(c)) for c in cols])
+    Console(width=max(120, Console().width)).print(t)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1e5 else f"{v:.4g}"
+    return str(v)
+
+
+def _register_plugins() -> None:
+    """Subcommand groups that live with optional parts (e.g. `autoloop models` with MLX)."""
+    try:
+        from autoloop.mlx.cli import models
+
+        main.add_command(models)
+    except Exception:  # MLX missing or still being built: the engine works without it
+        pass
+
+
+_register_plugins()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""A run on disk: create one, reopen one after a crash, and the small services the loop uses.
+
+Layout under the runs directory (default ./runs, or $AUTOLOOP_RUNS_DIR):
+
+    runs/history.duckdb            query store for every run (rebuilt from journals on demand)
+    runs/blobs/ab/cdef...          large files by sha256, shared by all runs
+    runs/<run_id>/journal.jsonl    the source of truth
+    runs/<run_id>/state/           the git work tree the target mutates (tags autoloop/<run_id>/...)
+    runs/<run_id>/iters/NNN/       per-iteration logs, child specs/results, LLM call records, feedback
+    runs/<run_id>/live.json        what `autoloop status` shows
+    runs/<run_id>/lock             pid of the engine driving the run
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import getpass
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from autoloop import sandbox, store
+from autoloop.checkpoint import StateRepo, best_tag, tag_name
+from autoloop.context import LLM_CALLS_FILE
+from autoloop.decide import StopLimits
+from autoloop.journal import JOURNAL, Journal, read_events
+from autoloop.progress import Display
+from autoloop.target import TargetError, gold_path, load_target, sha256_file
+
+PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
+            "anthropic", "optuna", "httpx", "numpy")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def runs_dir_default() -> Path:
+    return Path(os.environ.get("AUTOLOOP_RUNS_DIR") or "runs").resolve()
+
+
+@dataclass
+class Settings:
+    """Engine settings (click options with AUTOLOOP_* fallbacks); recorded with the run."""
+
+    runs_dir: Path = dataclasses.field(default_factory=runs_dir_default)
+    max_iters: int | None = None
+    patience: int | None = 5
+    max_hours: float | None = None
+    until: str | None = None  # HH:MM local time
+    max_cost: float | None = None
+    target_score: float | None = None
+    stop_file: str | None = None
+    memory_cap_mb: float | None = None
+    progress: bool | None = None  # None: live panel only on a terminal
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["runs_dir"] = str(self.runs_dir)
+        return d
+
+
+def until_to_deadline(until: str, now: float | None = None) -> float:
+    """'07:30' -> the next such local time as a unix timestamp."""
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", until.strip())
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(f"--until {until!r}: expected HH:MM (24-hour local time), e.g. --until 07:30")
+    now_dt = dt.datetime.fromtimestamp(now or time.time())
+    t = now_dt.replace(hour=int(m.group(1)), minute=int(m.group(2)), second=0, microsecond=0)
+    if t <= now_dt:
+        t += dt.timedelta(days=1)
+    return t.timestamp()
+
+
+class Run:
+    def __init__(self, run_id: str, run_dir: Path, target: Any, target_path: Path, settings: Settings):
+        self.run_id, self.dir, self.target, self.target_path = run_id, Path(run_dir), target, Path(target_path)
+        self.settings = settings
+        self.runs_dir = Path(settings.runs_dir)
+        self.db_path = self.runs_dir / "history.duckdb"
+        self.state_dir = self.dir / "state"
+        self.gold = gold_path(target, self.target_path)
+        self.repo = StateRepo(self.state_dir, self.runs_dir / "blobs", float(getattr(target, "large_file_mb", 1.0)))
+        self.journal = Journal(self.dir)
+        self.display = Display(run_id, self.dir, target.direction, settings.progress)
+        self._redo: dict | None = None
+        self._ctx_env: dict[str, str] = {}
+        self._child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
+        started = time.time()
+        deadline = started + settings.max_hours * 3600 if settings.max_hours else None
+        if settings.until:
+            u = until_to_deadline(settings.until, started)
+            deadline = min(deadline, u) if deadline else u
+        self.limits = StopLimits(max_iters=settings.max_iters, patience=settings.patience, deadline=deadline,
+                                 max_cost=settings.max_cost, target_score=settings.target_score,
+                                 stop_file=settings.stop_file)
+
+    # -- events ----------------------------------------------------------------------------------
+    def record(self, kind: str, **fields: Any) -> dict:
+        """Journal first (fsync'd), then DuckDB: a crash between the two loses nothing."""
+        event = self.journal.append(kind, **fields)
+        store.sync_run(self.db_path, self.dir)
+        return event
+
+    def set_context(self, n: int, it_dir: Path, phase: str) -> None:
+        spent = sum(float(e.get("cost_usd") or 0) for e in self.journal.events() if e["kind"] == "iter_end")
+        remaining = "" if self.settings.max_cost is None else f"{max(0.0, self.settings.max_cost - spent):.6f}"
+        self._ctx_env = {"AUTOLOOP_RUN_ID": self.run_id, "AUTOLOOP_ITER": str(n), "AUTOLOOP_ITER_DIR": str(it_dir),
+                         "AUTOLOOP_COST_REMAINING": remaining, "AUTOLOOP_PHASE": phase}
+        os.environ.update(self._ctx_env)  # in-process propose() sees it too
+
+    def child(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, interrupts) -> sandbox.ChildResult:
+        env = dict(self._child_env)
+        env.update(self._ctx_env)
+        env["AUTOLOOP_PHASE"] = method
+        cap = self.settings.memory_cap_mb or getattr(self.target, "memory_cap_mb", None)
+        call = sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
+                                 deadline=time.time() + budget_s, work_dir=it_dir, env=env,
+                                 memory_cap_mb=cap, label=method)
+        return sandbox.execute(call, should_abort=interrupts)
+
+    def collect_llm_calls(self, n: int, it_dir: Path) -> list[dict]:
+        path = it_dir / LLM_CALLS_FILE
+        if not path.exists():
+            return []
+        calls = []
+        for i, line in enumerate(path.read_text().splitlines()):
+            try:
+                c = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a killed child
+            c["n"] = i
+            calls.append(c)
+        if calls:
+            self.record("llm_calls", iter=n, calls=calls)
+        return calls
+
+    def stop_file_exists(self) -> bool:
+        files = [self.dir / "STOP", self.runs_dir / "STOP"]
+        if self.settings.stop_file:
+            files.append(Path(self.settings.stop_file))
+        return any(f.exists() for f in files)
+
+    def take_redo(self) -> dict | None:
+        r, self._redo = self._redo, None
+        return r
+
+    def finish(self, reason: str) -> None:
+        self.record("run_end", stop_reason=reason, status="interrupted" if reason == "sigint" else "finished")
+        self.display.message(f"[{self.run_id}] stopped: {reason}. See `autoloop show {self.run_id}`.")
+        release_lock(self.dir)
+
+
+# -- creating and reopening runs --------------------------------------------------------------------
+def _project_commit(path: Path) -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path.parent, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=path.parent, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) if sha else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _packages() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _target_config(target: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(target):
+        raw = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)}
+    else:
+        raw = {k: v for k, v in vars(target).items() if not k.startswith("_")} if hasattr(target, "__dict__") else {}
+    return json.loads(json.dumps(raw, default=str))
+
+
+def create_run(target_path: str | Path, settings: Settings, run_id: str | None = None) -> Run:
+    """Validate the target, then lay out a new run; nothing is written if validation fails."""
+    target = load_target(target_path)
+    tpath = Path(target_path).resolve()
+    gold = gold_path(target, tpath)
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    if run_id is None:
+        base = f"{target.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_id, k = base, 1
+        while (settings.runs_dir / run_id).exists():
+            k += 1
+            run_id = f"{base}-{k}"
+    elif not RUN_ID_RE.match(run_id) or (settings.runs_dir / run_id).exists():
+        raise TargetError(f"--run-id {run_id!r}: must be new and use only letters, digits, '.', '_' or '-'")
+    final = settings.runs_dir / run_id
+    tmp = settings.runs_dir / f".creating-{run_id}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        repo = StateRepo(tmp / "state", settings.runs_dir / "blobs")
+        repo.init()
+        if callable(getattr(target, "setup", None)):
+            target.setup(tmp / "state")
+    except TargetError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TargetError(f"{tpath}: target.setup() raised {type(e).__name__}: {e}; fix setup()") from None
+    os.replace(tmp, final)
+    acquire_lock(final)
+    run = Run(run_id, final, target, tpath, settings)
+    describe = getattr(target, "describe", None)
+    run.record("run_start", run_id=run_id, target_name=target.name, target_path=str(tpath),
+               target_sha256=sha256_file(tpath), gold_path=str(gold), gold_sha256=sha256_file(gold),
+               direction=target.direction, config={"engine": settings.to_json(), "target": _target_config(target)},
+               host=socket.gethostname(), platform=platform.platform(), python=sys.version.split()[0],
+               packages=_packages(), project_commit=_project_commit(tpath),
+               target_info=describe() if callable(describe) else None, state_dir=str(run.state_dir),
+               show_columns=list(getattr(target, "show_columns", None) or []),
+               user=getpass.getuser())
+    return run
+
+
+def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None = None) -> Run:
+    """Reopen a run after a crash, kill -9, reboot or Ctrl-C, reconciling journal, git and DuckDB."""
+    run_dir = settings.runs_dir / run_id
+    events = read_events(run_dir / JOURNAL)
+    start = next((e for e in events if e["kind"] == "run_start"), None)
+    if start is None:
+        raise TargetError(f"{run_dir}: no such run (no journal); list runs with `autoloop runs`")
+    # The run's recorded engine settings apply, except what the user passes again now.
+    saved = dict((start.get("config") or {}).get("engine") or {})
+    saved.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    saved["runs_dir"] = settings.runs_dir
+    settings = Settings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(Settings)}})
+    target = load_target(start["target_path"])
+    acquire_lock(run_dir)
+    run = Run(run_id, run_dir, target, Path(start["target_path"]), settings)
+    tp = Path(start["target_path"])
+    if sha256_file(tp) != start.get("target_sha256"):
+        run.display.message(f"note: {tp} changed since the run started; the change is recorded")
+    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp))
+    _reconcile(run)
+    return run
+
+
+def _reconcile(run: Run) -> None:
+    events = run.journal.events()
+    started = {e["iter"]: e for e in events if e["kind"] == "iter_start"}
+    ended = {e["iter"] for e in events if e["kind"] == "iter_end"}
+    for n in sorted(set(started) - ended):
+        it_dir = run.dir / "iters" / f"{n:03d}"
+        calls = run.collect_llm_calls(n, it_dir) if not any(
+            e["kind"] == "llm_calls" and e["iter"] == n for e in events) else []
+        run.record("iter_end", iter=n, status="interrupted", scores=None, commit=None, tag=None,
+                   reason="the engine stopped during this iteration (kill -9, crash or reboot); it is run again",
+                   cost_usd=sum(float(c.get("cost_usd") or 0) for c in calls), llm_calls=len(calls))
+        if n > 0 or any(e["kind"] == "iter_end" and e["status"] != "interrupted" for e in events):
+            run._redo = {"iter": n, "candidate": started[n]["candidate"]}
+    events = run.journal.events()
+    kept = [e for e in events if e["kind"] == "iter_end" and e["status"] == "keep"]
+    prefix = f"autoloop/{run.run_id}/"
+    want = {tag_name(run.run_id, e["iter"]): e["commit"] for e in kept}
+    if (run.state_dir / ".git").exists():
+        have = run.repo.tags(prefix) if run.repo.resolve("HEAD") else {}
+        for name in have:
+            if name not in want and name != best_tag(run.run_id):
+                run.repo.delete_tag(name)  # tagged, but the keep never reached the journal
+                run.record("note", text=f"removed tag {name}: its iteration was not recorded as kept")
+        for name, commit in want.items():
+            if name not in have and commit:
+                run.repo.tag(name, commit, f"restored on resume: {name}")
+        if kept:
+            last = kept[-1]
+            run.repo.tag(best_tag(run.run_id), last["commit"], f"best: ckpt-{last['iter']:03d}", force=True)
+            run.repo.restore(last["commit"])
+    if not kept:
+        # No measured state yet: start again from the target's own baseline.
+        for p in run.state_dir.iterdir() if run.state_dir.exists() else []:
+            if p.name != ".git":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if callable(getattr(run.target, "setup", None)):
+            run.target.setup(run.state_dir)
+
+
+def unfinished_runs(runs_dir: Path, target_path: Path) -> list[str]:
+    """Runs of this target whose journal has no run_end after its last start/resume and no live engine."""
+    out = []
+    for journal in sorted(Path(runs_dir).glob(f"*/{JOURNAL}")):
+        events = read_events(journal)
+        start = next((e for e in events if e["kind"] == "run_start"), None)
+        if not start or Path(start.get("target_path", "")) != Path(target_path).resolve():
+            continue
+        last = [e for e in events if e["kind"] in ("run_start", "run_resume", "run_end")]
+        if last and last[-1]["kind"] != "run_end" and lock_owner(journal.parent) is None:
+            out.append(journal.parent.name)
+    return out
+
+
+# -- one engine per run -----------------------------------------------------------------------------
+def lock_owner(run_dir: Path) -> int | None:
+    lock = Path(run_dir) / "lock"
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        p = psutil.Process(pid)
+        if p.status() != psutil.STATUS_ZOMBIE and "autoloop" in " ".join(p.cmdline()):
+            return pid
+    except psutil.Error:
+        pass
+    return None
+
+
+def acquire_lock(run_dir: Path) -> None:
+    owner = lock_owner(run_dir)
+    if owner is not None:
+        raise TargetError(f"{run_dir}: run is being driven by pid {owner}; stop it first (or touch {run_dir}/STOP)")
+    (Path(run_dir) / "lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+
+
+def release_lock(run_dir: Path) -> None:
+    lock = Path(run_dir) / "lock"
+    try:
+        if int(lock.read_text().split()[0]) == os.getpid():
+            lock.unlink()
+    except (OSError, ValueError, IndexError):
+        pass

@@ -1,0 +1,261 @@
+"""DuckDB query store: the journal's events, shaped as long-narrow tables users query with SQL.
+
+DuckDB allows one read-write process or many read-only ones, never both, so the loop opens, writes and
+closes per event, and readers open read-only and retry while a writer holds the lock. Writes never stop
+the loop: if the lock cannot be had, the journal keeps the event and the next sync applies it (every sync
+applies all journal events past the run's recorded `journal_sync.seq`, so nothing is skipped or doubled).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from autoloop.journal import JOURNAL, read_events
+
+
+def _locked(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, (duckdb.IOException, duckdb.ConnectionException)) and (
+        "lock" in text or "conflicting" in text or "being used" in text)
+
+
+def connect(db_path: Path, read_only: bool = False, timeout_s: float = 30.0) -> duckdb.DuckDBPyConnection:
+    """Open the database, retrying (jittered) while another process holds the lock."""
+    @retry(retry=retry_if_exception(_locked), stop=stop_after_delay(timeout_s),
+           wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True)
+    def _open() -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(db_path), read_only=read_only)
+
+    if read_only and not Path(db_path).exists():
+        raise FileNotFoundError(f"{db_path}: no history yet; run `autoloop run TARGET.py` first")
+    return _open()
+
+
+# -- schema ----------------------------------------------------------------------------------------
+def _m1_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY, target_name VARCHAR, target_path VARCHAR, target_sha256 VARCHAR,
+        gold_path VARCHAR, gold_sha256 VARCHAR, direction VARCHAR, config VARCHAR, host VARCHAR,
+        platform VARCHAR, python VARCHAR, packages VARCHAR, project_commit VARCHAR, target_info VARCHAR,
+        state_dir VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP, stop_reason VARCHAR, status VARCHAR,
+        show_columns VARCHAR);
+    CREATE TABLE iterations (
+        run_id VARCHAR, iter INTEGER, started_at TIMESTAMP, ended_at TIMESTAMP, status VARCHAR,
+        score DOUBLE, incumbent_score DOUBLE, delta DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
+        reason VARCHAR, error VARCHAR, tag VARCHAR, commit VARCHAR, params VARCHAR, description VARCHAR,
+        propose_s DOUBLE, run_s DOUBLE, score_s DOUBLE, overhead_s DOUBLE, total_s DOUBLE,
+        peak_rss_mb DOUBLE, cost_usd DOUBLE, llm_calls INTEGER, info VARCHAR, redo_of INTEGER,
+        PRIMARY KEY (run_id, iter));
+    CREATE TABLE metrics (run_id VARCHAR, iter INTEGER, name VARCHAR, value DOUBLE,
+        PRIMARY KEY (run_id, iter, name));
+    CREATE TABLE item_scores (run_id VARCHAR, iter INTEGER, role VARCHAR, item_id VARCHAR, value DOUBLE,
+        PRIMARY KEY (run_id, iter, role, item_id));
+    CREATE TABLE events (run_id VARCHAR, seq INTEGER, ts TIMESTAMP, kind VARCHAR, payload VARCHAR,
+        PRIMARY KEY (run_id, seq));
+    CREATE TABLE llm_calls (run_id VARCHAR, iter INTEGER, n INTEGER, ts TIMESTAMP, phase VARCHAR,
+        provider VARCHAR, model VARCHAR, input_tokens BIGINT, output_tokens BIGINT,
+        cache_read_tokens BIGINT, cache_creation_tokens BIGINT, cost_usd DOUBLE, latency_s DOUBLE,
+        cache_hit BOOLEAN, status VARCHAR, error VARCHAR, retries INTEGER, request_hash VARCHAR,
+        purpose VARCHAR, PRIMARY KEY (run_id, iter, n));
+    CREATE TABLE journal_sync (run_id VARCHAR PRIMARY KEY, seq INTEGER);
+    """)
+    _create_views(con)
+
+
+def _create_views(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+    CREATE OR REPLACE VIEW curve AS
+    SELECT i.run_id, i.iter, i.ended_at,
+           round(epoch(i.ended_at) - epoch(r.started_at), 1) AS elapsed_s,
+           i.status, i.score, i.tag,
+           CASE WHEN r.direction = 'min'
+                THEN min(CASE WHEN i.status = 'keep' THEN i.score END) OVER w
+                ELSE max(CASE WHEN i.status = 'keep' THEN i.score END) OVER w END AS best_so_far,
+           i.cost_usd, i.description
+    FROM iterations i JOIN runs r USING (run_id)
+    WHERE i.status <> 'running'
+    WINDOW w AS (PARTITION BY i.run_id ORDER BY i.iter ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    ORDER BY i.run_id, i.iter;
+
+    CREATE OR REPLACE VIEW best AS
+    SELECT i.run_id, i.iter, i.score, i.tag, i.commit, i.ended_at, i.description
+    FROM iterations i
+    WHERE i.status = 'keep'
+    QUALIFY row_number() OVER (PARTITION BY i.run_id ORDER BY i.iter DESC) = 1;
+    """)
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply each migration once, in order; returns the schema version."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    for version, fn in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        con.execute("BEGIN")
+        fn(con)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, _now()])
+        con.execute("COMMIT")
+    return SCHEMA_VERSION
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _ts(t: float | None) -> dt.datetime | None:
+    return None if t is None else dt.datetime.fromtimestamp(float(t), dt.timezone.utc).replace(tzinfo=None)
+
+
+def _j(v: Any) -> str | None:
+    return None if v is None else json.dumps(v, default=str, sort_keys=True)
+
+
+def _f(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- applying journal events ------------------------------------------------------------------------
+def apply_event(con: duckdb.DuckDBPyConnection, run_id: str, e: dict[str, Any]) -> None:
+    kind = e["kind"]
+    slim = {k: v for k, v in e.items() if k not in ("scores", "incumbent_scores", "calls")}
+    if "scores" in e:
+        slim["score"] = (e["scores"] or {}).get("score")
+    con.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)",
+                [run_id, e["seq"], _ts(e["ts"]), kind, _j(slim)])
+    if kind == "run_start":
+        con.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [
+            run_id, e.get("target_name"), e.get("target_path"), e.get("target_sha256"), e.get("gold_path"),
+            e.get("gold_sha256"), e.get("direction"), _j(e.get("config")), e.get("host"), e.get("platform"),
+            e.get("python"), _j(e.get("packages")), e.get("project_commit"), _j(e.get("target_info")),
+            e.get("state_dir"), _ts(e["ts"]), None, None, "running", _j(e.get("show_columns") or [])])
+    elif kind == "run_resume":
+        con.execute("UPDATE runs SET status = 'running', ended_at = NULL, stop_reason = NULL WHERE run_id = ?", [run_id])
+    elif kind == "run_end":
+        con.execute("UPDATE runs SET ended_at = ?, stop_reason = ?, status = ? WHERE run_id = ?",
+                    [_ts(e["ts"]), e.get("stop_reason"), e.get("status", "finished"), run_id])
+    elif kind == "iter_start":
+        cand = e.get("candidate") or {}
+        con.execute("DELETE FROM iterations WHERE run_id = ? AND iter = ?", [run_id, e["iter"]])
+        con.execute("INSERT INTO iterations (run_id, iter, started_at, status, params, description, redo_of) "
+                    "VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                    [run_id, e["iter"], _ts(e["ts"]), _j(cand.get("params")), cand.get("description"),
+                     e.get("redo_of")])
+    elif kind == "iter_end":
+        _apply_iter_end(con, run_id, e)
+    elif kind == "llm_calls":
+        rows = []
+        for c in e.get("calls") or []:
+            rows.append([run_id, e["iter"], c.get("n"), _ts(c.get("ts")), c.get("phase"), c.get("provider"),
+                         c.get("model"), c.get("input_tokens"), c.get("output_tokens"),
+                         c.get("cache_read_tokens"), c.get("cache_creation_tokens"), _f(c.get("cost_usd")),
+                         _f(c.get("latency_s")), bool(c.get("cache_hit")), c.get("status"), c.get("error"),
+                         c.get("retries"), c.get("request_hash"), c.get("purpose")])
+        if rows:
+            con.executemany("INSERT OR REPLACE INTO llm_calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+
+def _apply_iter_end(con: duckdb.DuckDBPyConnection, run_id: str, e: dict[str, Any]) -> None:
+    it = e["iter"]
+    s = e.get("scores") or {}
+    d = e.get("durations") or {}
+    ci = e.get("ci") or [None, None]
+    con.execute("""UPDATE iterations SET ended_at = ?, status = ?, score = ?, incumbent_score = ?, delta = ?,
+                   ci_low = ?, ci_high = ?, reason = ?, error = ?, tag = ?, commit = ?, propose_s = ?, run_s = ?,
+                   score_s = ?, overhead_s = ?, total_s = ?, peak_rss_mb = ?, cost_usd = ?, llm_calls = ?, info = ?
+                   WHERE run_id = ? AND iter = ?""", [
+        _ts(e["ts"]), e["status"], _f(s.get("score")), _f(e.get("incumbent_score")), _f(e.get("delta")),
+        _f(ci[0]), _f(ci[1]), e.get("reason"), e.get("error"), e.get("tag"), e.get("commit"),
+        _f(d.get("propose_s")), _f(d.get("run_s")), _f(d.get("score_s")), _f(d.get("overhead_s")),
+        _f(d.get("total_s")), _f(e.get("peak_rss_mb")), _f(e.get("cost_usd")), e.get("llm_calls"),
+        _j(s.get("info")), run_id, it])
+    con.execute("DELETE FROM metrics WHERE run_id = ? AND iter = ?", [run_id, it])
+    con.execute("DELETE FROM item_scores WHERE run_id = ? AND iter = ?", [run_id, it])
+    metrics = [[run_id, it, k, _f(v)] for k, v in (s.get("components") or {}).items()]
+    if metrics:
+        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metrics)
+    items = [[run_id, it, "candidate", k, _f(v)] for k, v in (s.get("items") or {}).items()]
+    items += [[run_id, it, "incumbent", k, _f(v)]
+              for k, v in ((e.get("incumbent_scores") or {}).get("items") or {}).items()]
+    if items:
+        # One multi-row insert: far cheaper than executemany for hundreds of gold items.
+        con.execute("INSERT INTO item_scores VALUES " + ",".join(["(?,?,?,?,?)"] * len(items)),
+                    [v for row in items for v in row])
+
+
+def sync_run(db_path: Path, run_dir: Path, events: list[dict[str, Any]] | None = None,
+             timeout_s: float = 10.0) -> bool:
+    """Apply every journal event of the run that DuckDB lacks. False (and a warning) if the lock stayed busy."""
+    events = read_events(Path(run_dir) / JOURNAL) if events is None else events
+    if not events:
+        return True
+    run_id = next((e["run_id"] for e in events if e["kind"] == "run_start"), Path(run_dir).name)
+    try:
+        con = connect(db_path, timeout_s=timeout_s)
+    except duckdb.Error as e:
+        if not _locked(e):
+            raise
+        print(f"autoloop: DuckDB busy ({e}); the journal keeps the events, the next write applies them",
+              file=sys.stderr)
+        return False
+    try:
+        migrate(con)
+        row = con.execute("SELECT seq FROM journal_sync WHERE run_id = ?", [run_id]).fetchone()
+        done = row[0] if row else 0
+        pending = [e for e in events if e["seq"] > done]
+        if not pending:
+            return True
+        con.execute("BEGIN")
+        for e in pending:
+            apply_event(con, run_id, e)
+        con.execute("INSERT OR REPLACE INTO journal_sync VALUES (?, ?)", [run_id, pending[-1]["seq"]])
+        con.execute("COMMIT")
+        return True
+    finally:
+        con.close()
+
+
+def rebuild(db_path: Path, runs_dir: Path) -> int:
+    """Recreate the database from every journal under runs_dir; atomic (built aside, then renamed)."""
+    tmp = Path(str(db_path) + ".rebuild")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    n = 0
+    for journal in sorted(Path(runs_dir).glob(f"*/{JOURNAL}")):
+        sync_run(tmp, journal.parent)
+        n += 1
+    if n == 0:
+        con = connect(tmp)
+        migrate(con)
+        con.close()
+    os.replace(tmp, db_path)
+    Path(str(db_path) + ".wal").unlink(missing_ok=True)
+    return n
+
+
+def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float = 30.0) -> tuple[list[str], list[tuple]]:
+    """Run one read-only query, retrying while a writer holds the lock."""
+    con = connect(db_path, read_only=True, timeout_s=timeout_s)
+    try:
+        cur = con.execute(sql, params or [])
+        cols = [d[0] for d in cur.description] if cur.description else []
+        return cols, cur.fetchall()
+    finally:
+        con.close()

@@ -1,0 +1,232 @@
+"""The target contract: what a file passed to `autoloop run` must provide.
+
+A target is a plain Python file with a module-level `target` object. The engine never knows what the
+target optimises; it only calls these methods and records what they return.
+
+Required (checked by `load_target`):
+    name: str                     short identifier, used in run ids and tags
+    direction: "max" | "min"      which way the composite score improves
+    budget_s: float               deadline for one `run` call (seconds), default 300
+    gold: Path                    held-out set; its sha256 is recorded with every run
+    propose(history) -> Candidate           runs in the engine process; must be quick
+    run(candidate, state, deadline) -> None runs in a child process; mutates the state dir
+    score(state, gold) -> Scores            runs in a child process under `score_budget_s`
+
+Optional (found with getattr, like mlx-lm's TrainingCallback):
+    setup(state) -> None          write the baseline state into an empty state dir (engine process)
+    check() -> None               validate before anything is written (raise TargetError to refuse)
+    compare(incumbent, candidate, gold) -> (Scores, Scores)
+                                  measure both states interleaved in one child (noisy targets)
+    score_budget_s: float         deadline for score/compare (default: budget_s)
+    min_delta: float              improvement needed to keep (default 0.0)
+    guards: dict[str, float]      component -> largest allowed fall versus the incumbent
+    bootstrap: dict | None        {"confidence": 0.95, "stat": "diff"|"ratio", "threshold": 0.0,
+                                   "resamples": 2000} -> keep needs a paired CI that clears threshold
+    memory_cap_mb: float | None   kill the child tree above this RSS
+    child_env() -> dict           extra environment for child processes (e.g. LD_PRELOAD of a BLAS)
+    show_columns: list[str]       components `autoloop show` prints (default: all)
+    large_file_mb: float          files above this size are stored by sha256 outside git (default 1)
+    describe() -> dict            extra run metadata (e.g. which BLAS, model path) for the runs table
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from autoloop.history import History
+
+
+class TargetError(Exception):
+    """A target file or its inputs are unusable. The message is one line: what, where, and the fix."""
+
+
+class Rejected(Exception):
+    """Raised by `run`, `score` or `compare` to reject a candidate on purpose (e.g. it failed a cheap
+    screening). The iteration is recorded as `invalid` with this message as its reason; no traceback."""
+
+
+@dataclass
+class Candidate:
+    """One proposed change: JSON-able parameters and a one-line description for humans."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"params": self.params, "description": self.description}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Candidate":
+        return cls(params=dict(d.get("params") or {}), description=str(d.get("description") or ""))
+
+
+@dataclass
+class Scores:
+    """What `score` returns.
+
+    score: the composite (None when it could not be computed: stored as NULL, never 0).
+    components: named parts of the composite (e.g. json_validity), also used by guard metrics.
+    items: per gold item value, keyed by the item's id: enables paired comparisons and SQL drill-down.
+    cost_usd: money spent producing this score (API calls); summed for `--max-cost`.
+    info: free JSON for humans (e.g. the config that was measured, a confidence interval).
+    feedback: per-item detail (expected vs actual) that a proposer may read back from history.
+    """
+
+    score: float | None
+    components: dict[str, float] = field(default_factory=dict)
+    items: dict[str, float] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+
+    def is_finite(self) -> bool:
+        return self.score is not None and isinstance(self.score, (int, float)) and math.isfinite(self.score)
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(v: Any) -> Any:
+            if isinstance(v, float) and not math.isfinite(v):
+                return repr(v)  # JSON has no NaN; keep it readable and distinguishable
+            return v
+
+        return {
+            "score": clean(self.score),
+            "components": {k: clean(float(v)) for k, v in self.components.items()},
+            "items": {str(k): clean(float(v)) for k, v in self.items.items()},
+            "cost_usd": float(self.cost_usd or 0.0),
+            "info": self.info,
+            "feedback": self.feedback,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Scores":
+        def num(v: Any) -> float | None:
+            if v is None:
+                return None
+            if isinstance(v, str):
+                return float(v)  # 'nan', 'inf'
+            return float(v)
+
+        return cls(
+            score=num(d.get("score")),
+            components={k: num(v) for k, v in (d.get("components") or {}).items()},  # type: ignore[misc]
+            items={k: num(v) for k, v in (d.get("items") or {}).items()},  # type: ignore[misc]
+            cost_usd=float(d.get("cost_usd") or 0.0),
+            info=d.get("info") or {},
+            feedback=d.get("feedback") or [],
+        )
+
+
+@runtime_checkable
+class Target(Protocol):
+    name: str
+    direction: Literal["max", "min"]
+    budget_s: float
+    gold: Path
+
+    def propose(self, history: "History") -> Candidate: ...
+
+    def run(self, candidate: Candidate, state: Path, deadline: float) -> None: ...
+
+    def score(self, state: Path, gold: Path) -> Scores: ...
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _import_file(path: Path):
+    module_name = f"autoloop_target_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TargetError(f"{path}: cannot be imported as Python; pass a .py file that defines `target`")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before exec: dataclasses with `from __future__ import annotations` look themselves up here.
+    sys.modules[module_name] = module
+    target_dir = str(path.parent)
+    if target_dir not in sys.path:
+        sys.path.insert(0, target_dir)  # lets a target import helpers that sit beside it
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        sys.modules.pop(module_name, None)
+        raise TargetError(f"{path}:{e.lineno}: syntax error: {e.msg}; fix the line and run again") from None
+    except TargetError:
+        sys.modules.pop(module_name, None)
+        raise
+    except Exception as e:
+        sys.modules.pop(module_name, None)
+        tb = traceback.extract_tb(e.__traceback__)
+        line = next((fr.lineno for fr in reversed(tb) if Path(fr.filename).resolve() == path), None)
+        where = f"{path}:{line}" if line else str(path)
+        raise TargetError(f"{where}: importing the target raised {type(e).__name__}: {e}; fix the target file") from None
+    return module
+
+
+def load_target(path: str | Path) -> Any:
+    """Import a target file by path and validate the contract. Raises TargetError (one line) on any fault."""
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise TargetError(f"{path}: no such target file; pass the path of a .py file such as targets/example_fit.py")
+    if p.is_dir() or p.suffix != ".py":
+        raise TargetError(f"{path}: a target is a .py file that defines `target`; pass a file path")
+    module = _import_file(p)
+    t = getattr(module, "target", None)
+    if t is None:
+        raise TargetError(f"{p}: defines no module-level `target`; add e.g. `target = MyTarget(...)` at the end of the file")
+    validate_target(t, p)
+    return t
+
+
+def validate_target(t: Any, p: Path | str = "<target>") -> None:
+    def bad(attr: str, fix: str) -> TargetError:
+        return TargetError(f"{p}: target.{attr} {fix}")
+
+    for meth in ("propose", "run", "score"):
+        if not callable(getattr(t, meth, None)):
+            raise bad(meth, f"is missing or not callable; define `def {meth}(...)` (see autoloop/target.py)")
+    name = getattr(t, "name", None)
+    if not isinstance(name, str) or not name or any(c in name for c in " /\\:~^?*[") or name.startswith("-"):
+        raise bad("name", "must be a non-empty string without spaces, slashes or git-special characters")
+    if getattr(t, "direction", None) not in ("max", "min"):
+        raise bad("direction", f"is {getattr(t, 'direction', None)!r}; set it to 'max' or 'min'")
+    budget = getattr(t, "budget_s", 300.0)
+    if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not (budget > 0) or not math.isfinite(budget):
+        raise bad("budget_s", f"is {budget!r}; set a positive number of seconds, e.g. 300")
+    gold = getattr(t, "gold", None)
+    if not isinstance(gold, (str, Path)):
+        raise bad("gold", f"is {gold!r}; set it to the Path of the held-out gold file")
+    gp = Path(gold)
+    if not gp.is_absolute():
+        gp = (Path(p).parent / gp) if Path(p).exists() else gp
+    if not gp.exists():
+        raise bad("gold", f"names {gold} which does not exist; create the gold file or fix the path")
+    guards = getattr(t, "guards", None) or {}
+    if not isinstance(guards, dict) or not all(isinstance(v, (int, float)) for v in guards.values()):
+        raise bad("guards", "must be a dict of component name -> allowed fall (a number)")
+    boot = getattr(t, "bootstrap", None)
+    if boot is not None and not isinstance(boot, dict):
+        raise bad("bootstrap", "must be None or a dict such as {'confidence': 0.95}")
+    check = getattr(t, "check", None)
+    if callable(check):
+        try:
+            check()
+        except TargetError as e:
+            raise TargetError(f"{p}: {e}") from None
+
+
+def gold_path(t: Any, target_file: Path | None = None) -> Path:
+    gp = Path(t.gold)
+    if not gp.is_absolute() and target_file is not None and not gp.exists():
+        gp = target_file.parent / gp
+    return gp.resolve()
