@@ -37,9 +37,9 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 class Journal:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / JOURNAL
-        events = read_events(self.path)
-        self.seq = events[-1]["seq"] if events else 0
         self._truncate_torn_tail()
+        self._events = read_events(self.path)  # this process is the only writer: keep a copy in memory
+        self.seq = self._events[-1]["seq"] if self._events else 0
 
     def _truncate_torn_tail(self) -> None:
         if not self.path.exists():
@@ -62,10 +62,11 @@ class Journal:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self._events.append(json.loads(line))
         return event
 
     def events(self) -> list[dict[str, Any]]:
-        return read_events(self.path)
+        return list(self._events)
 
 
 def replay(events: list[dict[str, Any]], run_dir: Path | None = None) -> History:

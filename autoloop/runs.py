@@ -105,9 +105,13 @@ class Run:
 
     # -- events ----------------------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> dict:
-        """Journal first (fsync'd), then DuckDB: a crash between the two loses nothing."""
+        """Journal first (fsync'd), then DuckDB: a crash between the two loses nothing.
+
+        iter_start and llm_calls reach DuckDB with the iteration's end (one database write per iteration
+        keeps the engine's overhead low); `autoloop status` follows the in-flight iteration lock-free."""
         event = self.journal.append(kind, **fields)
-        store.sync_run(self.db_path, self.dir)
+        if kind not in ("iter_start", "llm_calls"):
+            store.sync_run(self.db_path, self.dir, self.journal.events())
         return event
 
     def set_context(self, n: int, it_dir: Path, phase: str) -> None:
