@@ -1,0 +1,92 @@
+"""Load a model in float32 and generate replies for many chats at once (for scoring on a gold set).
+
+Why batched: on a 2-core CPU one sequence decodes at ~16 tokens/s, while a batch shares each weight read across
+its rows; mlx-lm's `batch_generate` (continuous batching, left-padded prefill) does this for us. Greedy decoding
+(temperature 0) is deterministic for a given batch size; rows are padded differently at other batch sizes, so
+float rounding may, rarely, flip a near-tie token — keep the batch size fixed across a run's evaluations.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DTYPE = "float32"  # MLX's CPU backend runs bf16/fp16 matmuls at a few GFLOP/s
+
+
+def load_model(path: str | Path, adapter_path: str | Path | None = None, dtype: str | None = DEFAULT_DTYPE):
+    """(model, tokenizer) from a model name/folder (see models.resolve_model), optionally with LoRA adapters
+    (an mlx-lm adapter folder), floating-point parameters cast to `dtype` (None keeps the saved dtype).
+    On Linux, if this is the process's first use of MLX, the system OpenBLAS is bound first (see blas.py)."""
+    from autoloop.mlx.blas import use_openblas_in_process
+
+    use_openblas_in_process()
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from autoloop.mlx.models import resolve_model
+
+    model_path = resolve_model(str(path))
+    model, tokenizer = load(str(model_path), adapter_path=str(adapter_path) if adapter_path else None)
+    if dtype:
+        model.set_dtype(getattr(mx, dtype))
+        mx.eval(model.parameters())
+    return model, tokenizer
+
+
+def encode_chats(tokenizer, messages_list: list[list[dict]]) -> list[list[int]]:
+    """Prompt token ids for each chat, rendered with the model's chat template and a generation prompt."""
+    return [list(tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=True)) for m in messages_list]
+
+
+def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]], max_tokens: int,
+                              temperature: float = 0.0, batch_size: int = 16,
+                              seed: int = 0) -> tuple[list[str], dict[str, Any]]:
+    """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second."""
+    import mlx.core as mx
+    from mlx_lm import batch_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not messages_list:
+        return [], {"prompts": 0, "prompt_tokens": 0, "generated_tokens": 0, "wall_s": 0.0, "tokens_per_s": 0.0}
+    prompts = encode_chats(tokenizer, messages_list)
+    mx.random.seed(seed)
+    start = time.perf_counter()
+    resp = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, sampler=make_sampler(temp=temperature),
+                          completion_batch_size=batch_size, prefill_batch_size=batch_size,
+                          return_token_ids=True)
+    wall = time.perf_counter() - start
+    generated = sum(len(t) for t in resp.token_ids)
+    stats = {"prompts": len(prompts), "prompt_tokens": sum(len(p) for p in prompts), "generated_tokens": generated,
+             "wall_s": round(wall, 3), "tokens_per_s": round(generated / wall, 2) if wall > 0 else 0.0,
+             "batch_size": batch_size, "max_tokens": max_tokens, "temperature": temperature}
+    return list(resp.texts), stats
+
+
+def generate_batch(model, tokenizer, messages_list: list[list[dict]], max_tokens: int, temperature: float = 0.0,
+                   batch_size: int = 16, seed: int = 0) -> list[str]:
+    """One reply per chat (a list of {"role", "content"} messages), in input order, `batch_size` sequences
+    decoded together. temperature 0 is greedy and deterministic; otherwise sampling is seeded by `seed`."""
+    return generate_batch_with_stats(model, tokenizer, messages_list, max_tokens, temperature, batch_size, seed)[0]
+
+
+BENCH_TOPICS = ["the water cycle", "how a bicycle works", "the history of Paris", "photosynthesis", "volcanoes",
+                "the moon landing", "how computers store numbers", "bees", "the Roman empire", "rainbows",
+                "chess", "the human heart", "trains", "coffee", "glaciers", "electric cars", "the printing press",
+                "whales", "solar panels", "the Olympic games", "bread baking", "earthquakes", "libraries",
+                "the internet", "tea", "mountains", "penguins", "clocks", "vaccines", "deserts", "music notation",
+                "bridges"]
+
+
+def bench_generation(model, tokenizer, batch_sizes: list[int], max_tokens: int = 96) -> list[dict[str, Any]]:
+    """Greedy generation throughput: for each batch size b, b distinct chat prompts asking for a longish
+    answer, decoded together. Returns one stats dict per batch size."""
+    rows = []
+    generate_batch(model, tokenizer, [[{"role": "user", "content": "Hi"}]], max_tokens=4, batch_size=1)  # warm-up
+    for b in batch_sizes:
+        chats = [[{"role": "user", "content": f"Explain {BENCH_TOPICS[i % len(BENCH_TOPICS)]} in a paragraph."}]
+                 for i in range(b)]
+        rows.append(generate_batch_with_stats(model, tokenizer, chats, max_tokens=max_tokens, batch_size=b)[1])
+    return rows

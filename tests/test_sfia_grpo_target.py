@@ -1,0 +1,71 @@
+"""The flagship target's engine-side contract, without loading a model: contamination refusal, proposals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import ROOT, autoloop
+
+from autoloop.history import History, IterationRecord
+
+
+def _target_file(tmp_path: Path, train: Path) -> Path:
+    f = tmp_path / "contaminated_target.py"
+    f.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'targets')!r})\n"
+        "from pathlib import Path\n"
+        "from sfia_grpo import SfiaGRPO\n"
+        f"target = SfiaGRPO(train_file=Path({str(train)!r}))\n")
+    return f
+
+
+def test_training_data_that_overlaps_gold_is_refused(runs_dir: Path, tmp_path: Path) -> None:
+    train_rows = (ROOT / "targets/sfia/data/train.jsonl").read_text().splitlines()[:50]
+    gold_row = json.loads((ROOT / "gold/sfia_gold.jsonl").read_text().splitlines()[17])
+    words = gold_row["input"].split()
+    words[3] = "zebra"  # a near-duplicate, not an exact copy
+    leaked = dict(json.loads(train_rows[0]), input=" ".join(words))
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(train_rows + [json.dumps(leaked)]) + "\n")
+    p = autoloop(runs_dir, "run", str(_target_file(tmp_path, train)), check=False)
+    assert p.returncode == 2
+    line = p.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "train.jsonl:51" in line and "sfia_gold.jsonl:18" in line
+    assert not (runs_dir / "history.duckdb").exists()
+
+
+def test_clean_training_data_passes_check() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "targets"))
+    from sfia_grpo import SfiaGRPO
+
+    SfiaGRPO().check()
+
+
+def _rec(i, status, stage=None, dev=None, lr=2e-4):
+    comps = {"dev_json_validity": dev} if dev is not None else {}
+    return IterationRecord(iter=i, status=status, params={"stage": stage, "lr": lr} if stage else {},
+                           components=comps, score=0.1)
+
+
+def test_proposals_warm_start_then_grpo_and_adjust_after_reverts() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "targets"))
+    from sfia_grpo import SfiaGRPO
+
+    t = SfiaGRPO()
+    h = History(run_id="r", direction="max", iterations=[_rec(0, "keep", dev=0.0)])
+    c = t.propose(h)
+    assert c.params["stage"] == "sft" and c.params["lr"] == t.sft_lr
+    h.iterations.append(_rec(1, "revert", "sft", dev=0.2))
+    c2 = t.propose(h)
+    assert c2.params["lr"] == t.sft_lr / 2 and c2.params["seed"] != c.params["seed"]
+    assert "lr halved and new seed" in c2.description
+    h.iterations.append(_rec(2, "keep", "sft", dev=0.95))
+    c3 = t.propose(h)
+    assert c3.params["stage"] == "grpo" and c3.params["lr"] == t.grpo_lr and c3.params["reset_optimizer"]
+    assert "GRPO" in c3.description
