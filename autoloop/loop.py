@@ -49,6 +49,7 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
     it_dir.mkdir(parents=True, exist_ok=True)
     run.set_context(n, it_dir, "propose")
     durations = {"propose_s": 0.0, "run_s": 0.0, "score_s": 0.0}
+    run.note_target_changes()  # children re-import the target file: an edit mid-run must be on record
 
     # 1. propose (engine process: proposers read history and may call an LLM)
     if baseline:

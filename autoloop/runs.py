@@ -147,6 +147,23 @@ class Run:
             self.record("llm_calls", iter=n, calls=calls)
         return calls
 
+    def note_target_changes(self) -> None:
+        """Record (once per change) that the target file differs from the one the run started with."""
+        try:
+            digest = sha256_file(self.target_path)
+        except OSError:
+            return
+        known = getattr(self, "_target_sha", None)
+        if known is None:
+            start = next((e for e in self.journal.events() if e["kind"] == "run_start"), {})
+            notes = [e for e in self.journal.events() if e["kind"] == "note" and e.get("target_sha256")]
+            known = notes[-1]["target_sha256"] if notes else start.get("target_sha256")
+        if digest != known:
+            self.record("note", text=f"target file {self.target_path} changed; later iterations use the new one",
+                        target_sha256=digest)
+            self.display.message(f"note: {self.target_path} changed during the run (recorded)")
+        self._target_sha = digest
+
     def stop_file_exists(self) -> bool:
         files = [self.dir / "STOP", self.runs_dir / "STOP"]
         if self.settings.stop_file:

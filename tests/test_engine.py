@@ -255,3 +255,21 @@ def test_listings_and_export(runs_dir: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:4] == b"\x89PNG"
     st = json.loads(autoloop(runs_dir, "status", "--json").stdout)
     assert st["running"] is False and st["stop_reason"] == "max_iters"
+
+
+def test_a_target_edited_mid_run_is_on_record(runs_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    f = tmp_path / "behave_copy.py"
+    shutil.copy(BEHAVE, f)
+    (tmp_path / "behave_gold.jsonl").write_text((TEST_TARGETS / "behave_gold.jsonl").read_text())
+    env = {"BEHAVE_PLAN": "slowok:0.3:0.2,slowok:0.4:1.5,ok:0.5", "BEHAVE_BUDGET": "20"}
+    e = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), **env)
+    proc = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(f), "--no-progress", "--max-iters", "3"],
+                            env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: list(runs_dir.glob("*/iters/002/run.spec.json")))
+    f.write_text(f.read_text() + "\n# edited while running\n")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    notes = [e for e in journal_events(runs_dir, only_run(runs_dir)) if e["kind"] == "note"]
+    assert len(notes) == 1 and "changed" in notes[0]["text"]
