@@ -38,6 +38,10 @@ def run_loop(run: Run) -> str:
                 break
             iterate(run, hist, interrupts, redo=redo)
             redo = None
+            last = replay(run.journal.events(), run.dir).last()
+            if last and last.status == "invalid" and last.reason.startswith("budget"):
+                reason = "max_cost"  # the target refused to spend past the dollar cap: nothing more can run
+                break
         run.finish(reason)
     return reason
 

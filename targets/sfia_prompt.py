@@ -1,0 +1,70 @@
+"""Prompt optimisation for the SFIA mapping task: the system prompt and few-shot demos, not the weights.
+
+    autoloop run targets/sfia_prompt.py --max-iters 10            # offline: local SmolLM2 via mlx_lm.server
+    ANTHROPIC_API_KEY=... autoloop run targets/sfia_prompt.py --max-cost 2
+
+Scored with the same forge_score, on the same gold set, as the GRPO target (targets/sfia/). The gold set
+is split into a feedback split (shown to the proposer, used for screening) and a held-out split (keep
+decisions, per-item paired bootstrap). Demos come from the training split only. The machinery is the
+generic autoloop.llm.prompt_target.PromptTarget; this file only says what is SFIA-specific.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from autoloop.llm.prompt_target import PromptTarget
+from sfia import GOLD_PATH, TRAIN_PATH
+from sfia.forge_score import reward_components
+from sfia.framework import LEVEL_NAMES, load_framework
+from sfia.prompting import SYSTEM_PROMPT, build_messages, load_jsonl
+
+
+def skill_codes(row: dict) -> set[str]:
+    return {str(s["code"]).upper() for s in row.get("skills") or []}
+
+
+def expected_reply(row: dict) -> str:
+    return json.dumps({"skills": [{k: s.get(k) for k in ("code", "level", "evidence")} for s in row["skills"]]})
+
+
+def instruction_library() -> dict[str, str]:
+    """Sentences the offline proposer may append to the instruction. Built from the framework and the
+    training split (which codes occur there), never from the gold set."""
+    fw = load_framework()
+    seen = sorted(set().union(*(skill_codes(r) for r in load_jsonl(TRAIN_PATH))))
+    codes = "; ".join(f"{c}={fw.by_code(c).name}" for c in seen if fw.by_code(c))
+    levels = ", ".join(f"{n} {name}" for n, name in sorted(LEVEL_NAMES.items()))
+    return {
+        "json_only": "Output the JSON object only, with no text or code fence around it.",
+        "codes": f"Valid codes: {codes}.",
+        "levels": f"Levels: {levels}.",
+        "evidence": "Each evidence is an exact phrase of at least three words copied from the text.",
+        "no_invent": "Use only real SFIA codes; never invent a code.",
+        "one_per_duty": "Give one skill for each distinct duty mentioned; do not repeat a skill.",
+    }
+
+
+def _messages(input_text: str, system: str, demos):
+    return build_messages(input_text, system=system, demos=demos)
+
+
+target = PromptTarget(
+    name="sfia-prompt",
+    gold=GOLD_PATH,
+    base_instruction=SYSTEM_PROMPT,
+    score_item=reward_components,
+    composite="forge_score",
+    metric="forge",
+    train=TRAIN_PATH,
+    build_messages=_messages,
+    expected=expected_reply,
+    item_keys=skill_codes,
+    library=instruction_library(),
+    # Sizes for a 2-core CPU and a 135M model (~1-2 s per item batched); raise them with an API model.
+    heldout_n=int(os.environ.get("SFIA_PROMPT_HELDOUT_N", "40")),
+    feedback_n=int(os.environ.get("SFIA_PROMPT_FEEDBACK_N", "16")),
+    screen_n=int(os.environ.get("SFIA_PROMPT_SCREEN_N", "8")),
+    max_demos=3,
+    max_tokens=160,
+)
