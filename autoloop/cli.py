@@ -367,7 +367,9 @@ def _print_table(cols: list[str], rows: list[dict], title: str | None = None) ->
         t.add_column(c, overflow="fold", max_width=60 if c in ("description", "reason") else None)
     for r in rows:
         t.add_row(*[_cell(r.get(c)) for c in cols])
-    Console(width=max(120, Console().width)).print(t)
+    console = Console()
+    # On a terminal rich fits the table to it; into a pipe or file, lines are not wrapped at all.
+    (console if console.is_terminal else Console(width=1000)).print(t)
 
 
 def _cell(v: Any) -> str:
