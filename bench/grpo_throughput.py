@@ -184,16 +184,19 @@ def child(a):
     Path(a.json_out).write_text(json.dumps(res))
 
 
-def summarise(name: str, r: dict, cycle: float) -> dict:
-    st = r["step_seconds"]
-    steady = st[1:] if len(st) > 1 else st
+def summarise(name: str, runs: list[dict], cycle: float) -> dict:
+    """Pool the rounds of one side (the first step of each round is warm-up and left out of s/step)."""
+    steady = [t for r in runs for t in (r["step_seconds"][1:] if len(r["step_seconds"]) > 1 else r["step_seconds"])]
     per = sum(steady) / len(steady) if steady else float("inf")
-    ts = r["train_seconds"]
+    tot = {k: sum(r[k] for r in runs) for k in ("steps", "completion_tokens", "gen_seconds", "train_seconds",
+                                                  "trained_completion_tokens", "flops", "elapsed")}
+    ts = tot["train_seconds"]
     return {
-        "side": name, "steps": r["steps"], "sec_per_step": per, "steps_per_cycle": cycle / per,
-        "completion_tok_s": r["completion_tokens"] / r["gen_seconds"] if r["gen_seconds"] else 0.0,
-        "train_tok_s": r["trained_completion_tokens"] / ts if ts > 0 else 0.0,
-        "gflops": r["flops"] / r["elapsed"] / 1e9, "peak": r["peak_gflops"], "blas": r["blas"],
+        "side": name, "steps": tot["steps"], "sec_per_step": per, "steps_per_cycle": cycle / per,
+        "completion_tok_s": tot["completion_tokens"] / tot["gen_seconds"] if tot["gen_seconds"] else 0.0,
+        "train_tok_s": tot["trained_completion_tokens"] / ts if ts > 0 else 0.0,
+        "gflops": tot["flops"] / tot["elapsed"] / 1e9, "peak": max(r["peak_gflops"] for r in runs),
+        "blas": runs[0]["blas"],
     }
 
 
@@ -207,6 +210,8 @@ def main():
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--cycle", type=float, default=300.0, help="cycle length for steps-per-cycle")
     ap.add_argument("--sides", default="ours,mlx_lm_lora")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate the sides this many times (ABAB), so a load that drifts hits both alike")
     ap.add_argument("--child", choices=["ours", "mlx_lm_lora"], help=argparse.SUPPRESS)
     ap.add_argument("--json-out", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -219,8 +224,8 @@ def main():
     model_dir = str(resolve_model(a.model))  # convert once, before the timed children
     env = {**os.environ, **blas_env(), "PYTHONPATH": str(ROOT)}
     print(f"BLAS env for both children: LD_PRELOAD={env.get('LD_PRELOAD', '(none)')}")
-    rows = []
-    for side in a.sides.split(","):
+    results: dict[str, list[dict]] = {}
+    for side in [sd for _ in range(a.rounds) for sd in a.sides.split(",")]:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             out = f.name
         cmd = [sys.executable, __file__, "--child", side, "--json-out", out, "--seconds", str(a.seconds),
@@ -235,7 +240,8 @@ def main():
         if side == "mlx_lm_lora":
             print(f"mlx-lm-lora: mx.set_wired_limit shim installed; called {r['wired_limit_calls']}x, "
                   f"{r['wired_limit_shimmed']} call(s) failed and were made no-ops")
-        rows.append(summarise(side, r, a.cycle))
+        results.setdefault(side, []).append(r)
+    rows = [summarise(side, runs, a.cycle) for side, runs in results.items()]
     print(f"\nSmolLM2-135M float32, LoRA r{a.rank} all projections, G={a.group_size}, "
           f"max {a.max_tokens} completion tokens, 1 prompt/step")
     hdr = f"{'side':<12}{'steps':>6}{'s/step':>9}{'steps/cycle':>13}{'compl tok/s':>13}{'train tok/s':>13}" \
