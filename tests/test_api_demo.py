@@ -1,0 +1,174 @@
+"""The API tuning target on a real service: every correct knob gives the gold answers, wrong caches are
+caught and rejected, the baseline measured against itself is never kept, a real speed-up is."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "targets"))
+
+from api_demo import config as knobs  # noqa: E402
+from api_demo import data  # noqa: E402
+from api_demo.gold import write_gold  # noqa: E402
+from api_demo.measure import demo_service, measure_interleaved, scores_from  # noqa: E402
+from api_demo.replay import load_calls  # noqa: E402
+
+from autoloop.decide import decide  # noqa: E402
+from autoloop.target import Candidate, TargetError, load_target  # noqa: E402
+
+ROWS, CALLS = 5000, 60
+FAST = {"index_skill_level": True, "index_location": True, "search_query": "join", "detail_query": "pk",
+        "stats_query": "eq", "cache": "lru", "cache_size": 256, "workers": 4, "sqlite_cache_kb": 16000,
+        "mmap_mb": 64}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 5000-profile database and its own gold calls (hashes from the Python reference)."""
+    cache = tmp_path_factory.mktemp("api_cache")
+    gold = write_gold(cache / "gold.jsonl", ROWS, 0, CALLS, cache_dir=cache)
+    tgt = load_target(ROOT / "targets" / "api_tuning.py")
+    t = type(tgt)(gold=gold, repeats=6, score_repeats=2, cache_dir=cache)
+    return t, cache, gold
+
+
+@pytest.fixture(scope="module")
+def medium(tmp_path_factory):
+    """20000 profiles: enough that the slow formulations cost far more than the noise."""
+    cache = tmp_path_factory.mktemp("api_cache20k")
+    gold = write_gold(cache / "gold.jsonl", 20_000, 0, CALLS, cache_dir=cache)
+    tgt = load_target(ROOT / "targets" / "api_tuning.py")
+    return type(tgt)(gold=gold, repeats=6, cache_dir=cache), cache, gold
+
+
+def states(tmp_path: Path, t, *cfgs: dict) -> list[Path]:
+    out = []
+    for i, cfg in enumerate(cfgs):
+        d = tmp_path / f"state{i}"
+        t.setup(d)
+        t.run(Candidate(params=cfg), d, time.time() + 60)
+        out.append(d)
+    return out
+
+
+def keep(inc, cand, t) -> object:
+    return decide(cand.score, inc.score, t.direction, min_delta=t.min_delta, cand_components=cand.components,
+                  inc_components=inc.components, guards=t.guards, cand_items=cand.items, inc_items=inc.items,
+                  bootstrap=t.bootstrap)
+
+
+def test_every_correct_knob_returns_the_gold_answers(small, tmp_path):
+    t, cache, gold = small
+    variants = [dict(knobs.BASELINE), knobs.validate(FAST)]
+    for k, (kind, *rest) in knobs.SPACE.items():
+        values = rest[0] if kind == "cat" else [rest[1]]  # the far end of a numeric range
+        for v in values:
+            if k == "cache" and v in knobs.WRONG_CACHES or v == knobs.BASELINE[k]:
+                continue
+            variants.append(knobs.validate({**knobs.BASELINE, k: v, **({"cache": "lru"} if k == "cache_size" else {})}))
+    _, calls = load_calls(gold)
+    base = data.ensure_db(ROWS, 0, cache)
+    services = [demo_service(cfg, base, tmp_path / f"s{i}") for i, cfg in enumerate(variants)]
+    try:
+        for s in services:
+            s.start()
+        results = measure_interleaved(services, calls, repeats=2, concurrency=4)
+    finally:
+        for s in services:
+            s.stop()
+    for cfg, res in zip(variants, results):
+        sc = scores_from(res)
+        assert sc.components["correctness"] == 1.0, (knobs.summary(cfg), sc.info["wrong_calls"])
+        assert len(sc.items) == 2 and all(v > 0 for v in sc.items.values())
+    assert len(variants) >= 12
+
+
+@pytest.mark.parametrize("wrong", ["ttl", "lru_pathkey"])
+def test_a_wrong_cache_is_caught_and_never_kept(small, tmp_path, wrong):
+    t, _, gold = small
+    inc_state, cand_state = states(tmp_path, t, {}, {**FAST, "cache": wrong, "cache_ttl_s": 120.0})
+    inc, cand = t.compare(inc_state, cand_state, gold)
+    assert inc.components["correctness"] == 1.0
+    assert 0 < cand.components["correctness"] < 1.0
+    assert cand.info["wrong_calls"] and cand.feedback
+    d = keep(inc, cand, t)
+    assert not d.keep and "guard correctness" in d.reason
+
+
+# Timing-based: under a heavily loaded 2-core machine this has (once in three tries) seen a false keep,
+# so it is not in the default run; see issue 5's notes. Run with `pytest -m slow`.
+@pytest.mark.slow
+def test_baseline_against_itself_is_never_kept(small, tmp_path):
+    t, _, gold = small
+    a, b = states(tmp_path, t, {}, {})
+    for _ in range(3):
+        inc, cand = t.compare(a, b, gold)
+        assert set(cand.items) == {f"rep{i}" for i in range(6)} == set(inc.items)
+        assert cand.components["correctness"] == inc.components["correctness"] == 1.0
+        d = keep(inc, cand, t)
+        assert not d.keep, d.reason
+        lo, hi = cand.info["p95_ratio_ci95"]
+        assert lo <= cand.info["p95_ratio"] <= hi
+
+
+@pytest.mark.slow
+def test_a_real_speedup_is_kept_with_its_interval(medium, tmp_path):
+    t, _, gold = medium
+    inc_state, cand_state = states(tmp_path, t, {}, FAST)
+    inc, cand = t.compare(inc_state, cand_state, gold)
+    d = keep(inc, cand, t)
+    assert d.keep, d.reason
+    assert d.ci[1] < 0.95 and cand.info["p95_ratio_ci95"][1] < 0.95
+    assert cand.info["config"].startswith("index_skill_level=True")
+    assert cand.components["p95_ms"] < inc.components["p95_ms"]
+
+
+def test_score_of_the_baseline_state(small, tmp_path):
+    t, _, gold = small
+    (s,) = states(tmp_path, t, {})
+    sc = t.score(s, gold)
+    assert sc.is_finite() and sc.score == pytest.approx(sc.components["p95_ms"])
+    assert sc.components["correctness"] == 1.0 and sc.info["config"] == "baseline"
+    assert sc.info["p50_ms"] <= sc.info["p95_ms"] <= sc.info["p99_ms"]
+
+
+def test_bad_knobs_are_one_line_errors(small, tmp_path):
+    t, _, _ = small
+    (s,) = states(tmp_path, t, {})
+    with pytest.raises(TargetError, match="unknown knob 'wokers'"):
+        t.run(Candidate(params={"wokers": 2}), s, time.time() + 5)
+    with pytest.raises(TargetError, match=r"workers=99 must be a number in \[1, 8\]"):
+        t.run(Candidate(params={"workers": 99}), s, time.time() + 5)
+    (s / "config.json").write_text("{not json")
+    with pytest.raises(TargetError, match=r"config.json:1: invalid JSON"):
+        t.score(s, t.gold)
+    assert json.loads((ROOT / "gold" / "api_calls.jsonl").read_text().splitlines()[0])["_meta"]["rows"] == 200_000
+
+
+def test_proposer_learns_from_paired_ratios_and_shuns_wrong_configs(small):
+    """Wrong-but-fast is +inf for the sampler; a correct candidate's value is its paired ratio times the
+    incumbent's value, so background load that inflated every absolute p95 of an iteration cancels out."""
+    from autoloop.history import History, IterationRecord
+
+    t, _, _ = small
+    ok = {"correctness": 1.0}
+    h = History(run_id="x", direction="min", iterations=[
+        IterationRecord(iter=0, status="keep", params={}, score=100.0, components=ok),
+        IterationRecord(iter=1, status="revert", params={**knobs.BASELINE, "cache": "ttl"}, score=1.0,
+                        components={"correctness": 0.9}, info={"p95_ratio": 0.01}),
+        IterationRecord(iter=2, status="keep", params={**knobs.BASELINE, "workers": 2}, score=400.0,
+                        components=ok, info={"p95_ratio": 0.5}),  # measured under heavy load
+        IterationRecord(iter=3, status="revert", params={**knobs.BASELINE, "workers": 3}, score=90.0,
+                        components=ok, info={"p95_ratio": 1.2}),
+        IterationRecord(iter=4, status="crash", params={**knobs.BASELINE, "workers": 4})])
+    from api_tuning import _sampler_value  # the target's value hook
+
+    vals = [_sampler_value(r, h) for r in h.iterations]
+    assert vals == [100.0, float("inf"), 50.0, pytest.approx(60.0), None]
+    c = t.propose(h)
+    assert knobs.validate(c.params) and c.description.startswith("tpe: ")
