@@ -85,31 +85,37 @@ def decide(
     """Keep or revert a candidate whose score is finite (other outcomes never reach here)."""
     delta = cand_score - inc_score
     gain = improvement(cand_score, inc_score, direction)
+    # The interval is computed first, so every decision (a revert too) carries its evidence.
+    boot_ok, boot_text, ci, stat = None, "", None, None
+    if bootstrap is not None:
+        stat = bootstrap.get("stat", "diff")
+        threshold = float(bootstrap.get("threshold", 0.0))
+        conf = float(bootstrap.get("confidence", 0.95))
+        res = paired_bootstrap(cand_items or {}, inc_items or {}, stat=stat, confidence=conf,
+                               resamples=int(bootstrap.get("resamples", 2000)), seed=int(bootstrap.get("seed", 0)))
+        if res is None:
+            boot_ok, boot_text = False, "bootstrap needs per-item scores on at least 2 shared items"
+        else:
+            point, lo, hi, n = res
+            ci = (lo, hi)
+            # Which side of the interval must clear the bar depends on the statistic and the direction.
+            if stat == "ratio":
+                bar = 1 - threshold if direction == "min" else 1 + threshold
+                boot_ok = hi < bar if direction == "min" else lo > bar
+            else:
+                bar = -threshold if direction == "min" else threshold
+                boot_ok = hi < bar if direction == "min" else lo > bar
+            boot_text = (f"{stat} {point:.4g}, {conf:.0%} CI [{lo:.4g}, {hi:.4g}] over {n} items; "
+                         f"needs {'<' if direction == 'min' else '>'} {bar:g}")
     violation = check_guards(cand_components or {}, inc_components or {}, guards or {})
     if violation:
-        return Decision(False, violation, delta)
+        return Decision(False, violation + (f" ({boot_text})" if boot_text else ""), delta, ci, stat)
     if gain <= min_delta:
-        return Decision(False, f"no improvement beyond min_delta {min_delta:g} (gain {gain:+.4g})", delta)
+        return Decision(False, f"no improvement beyond min_delta {min_delta:g} (gain {gain:+.4g})"
+                        + (f" ({boot_text})" if boot_text else ""), delta, ci, stat)
     if bootstrap is None:
         return Decision(True, f"better by {gain:+.4g}", delta)
-    stat = bootstrap.get("stat", "diff")
-    threshold = float(bootstrap.get("threshold", 0.0))
-    res = paired_bootstrap(cand_items or {}, inc_items or {}, stat=stat,
-                           confidence=float(bootstrap.get("confidence", 0.95)),
-                           resamples=int(bootstrap.get("resamples", 2000)), seed=int(bootstrap.get("seed", 0)))
-    if res is None:
-        return Decision(False, "bootstrap needs per-item scores on at least 2 shared items", delta, stat=stat)
-    point, lo, hi, n = res
-    # Which side of the interval must clear the bar depends on the statistic and the direction.
-    if stat == "ratio":
-        ok = hi < 1 - threshold if direction == "min" else lo > 1 + threshold
-        bar = f"{'<' if direction == 'min' else '>'} {1 - threshold if direction == 'min' else 1 + threshold:g}"
-    else:
-        ok = hi < -threshold if direction == "min" else lo > threshold
-        bar = f"{'<' if direction == 'min' else '>'} {-threshold if direction == 'min' else threshold:g}"
-    conf = float(bootstrap.get("confidence", 0.95))
-    text = f"{stat} {point:.4g}, {conf:.0%} CI [{lo:.4g}, {hi:.4g}] over {n} items; needs {bar}"
-    return Decision(ok, ("clears noise: " if ok else "within noise: ") + text, delta, (lo, hi), stat)
+    return Decision(bool(boot_ok), ("clears noise: " if boot_ok else "within noise: ") + boot_text, delta, ci, stat)
 
 
 @dataclass

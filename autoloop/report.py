@@ -44,7 +44,7 @@ def iteration_rows(db_path: Path, run_id: str, kept_only: bool = False) -> tuple
     cols, rows = store.query(db_path, """
         SELECT i.iter, i.tag, epoch(coalesce(i.ended_at, i.started_at)) - epoch(r.started_at) AS t, i.status,
                i.score, i.delta, i.ci_low, i.ci_high, i.cost_usd, i.llm_calls, i.run_s, i.score_s,
-               i.overhead_s, i.peak_rss_mb, i.description, i.reason
+               i.overhead_s, i.peak_rss_mb, i.description, i.reason, i.info
         FROM iterations i JOIN runs r USING (run_id) WHERE i.run_id = ? ORDER BY i.iter""", [run_id])
     _, mrows = store.query(db_path, "SELECT iter, name, value FROM metrics WHERE run_id = ? ORDER BY iter", [run_id])
     metrics: dict[int, dict[str, float]] = {}
@@ -53,14 +53,19 @@ def iteration_rows(db_path: Path, run_id: str, kept_only: bool = False) -> tuple
         metrics.setdefault(it, {})[name] = value
         if name not in names:
             names.append(name)
-    comp_cols = [c for c in show_cols if c in names] if show_cols else names
+    # show_columns may name components (metrics) or keys of Scores.info (e.g. a config summary).
+    comp_cols = [c for c in show_cols if c not in BASE_COLS] if show_cols else names
     out = []
     for r in rows:
-        d = dict(zip(BASE_COLS, r))
+        d = dict(zip(BASE_COLS, r[:-1]))
+        info = json.loads(r[-1]) if r[-1] else {}
         d["checkpoint"] = d["checkpoint"].rsplit("/", 1)[-1] if d["checkpoint"] else ""
         d["time"] = _hms(d["time"])
         for c in comp_cols:
-            d[c] = metrics.get(d["iter"], {}).get(c)
+            v = metrics.get(d["iter"], {}).get(c)
+            if v is None and c in info and not isinstance(info[c], (dict, list)):
+                v = info[c]
+            d[c] = v
         if kept_only and d["status"] != "keep":
             continue
         out.append(d)

@@ -79,3 +79,11 @@ def test_stop_rules_in_order() -> None:
     assert stop_reason(s_min, StopLimits(target_score=0.4)) is None
     s.stop_file_exists = True
     assert stop_reason(s, StopLimits(max_iters=3)) == "stop_file"
+
+
+def test_a_revert_still_carries_its_interval() -> None:
+    inc = {f"rep{i}": 100.0 + i for i in range(6)}
+    fast = {k: v / 3 for k, v in inc.items()}
+    d = decide(34.0, 102.0, "min", cand_components={"correctness": 0.99}, inc_components={"correctness": 1.0},
+               guards={"correctness": 0.0}, cand_items=fast, inc_items=inc, bootstrap={"stat": "ratio"})
+    assert not d.keep and "guard correctness" in d.reason and d.ci is not None and d.ci[1] < 0.5
