@@ -74,7 +74,7 @@ class SfiaGRPO:
     eval_batch_size: int = 20
     dev_items: int = _env("SFIA_DEV_ITEMS", 20, int)
     gold_limit: int | None = _env("SFIA_GOLD_LIMIT", None, int)  # for smoke tests only; None = all 200
-    reserve_s: float = 45.0  # of the run budget, kept for saving and the dev check
+    reserve_s: float = 60.0  # of the run budget, kept for saving and the dev check
     seed: int = 0
     # engine
     guards: dict = field(default_factory=lambda: {"json_validity": 0.05})  # never ship broken JSON for a win
@@ -173,9 +173,11 @@ class SfiaGRPO:
         save_adapter(model, optimizer, adapter_dir, lora_config, step=step,
                      extra={"stage": stage, "lr": lr, "seed": seed})
         mx.eval(model.parameters())
-        dev_json = self._dev_json_validity(model, tok)
-        summary = {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
         prev = json.loads((state / "train_state.json").read_text()) if (state / "train_state.json").exists() else {}
+        dev_json = self._dev_json_validity(model, tok, deadline)
+        if dev_json is None:  # no time left to check: keep the last measurement rather than invent one
+            dev_json = prev.get("dev_json_validity", 0.0)
+        summary = {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
         (state / "train_state.json").write_text(json.dumps({
             "stage": stage, "cycles": int(prev.get("cycles", 0)) + 1, "lr": lr, "seed": seed, "step": step,
             "dev_json_validity": dev_json, "last_cycle": summary,
@@ -183,15 +185,25 @@ class SfiaGRPO:
             "loss_first_last": [stats["losses"][0], stats["losses"][-1]] if stats.get("losses") else None,
             "finished_at": time.time()}, indent=1, default=str) + "\n")
 
-    def _dev_json_validity(self, model, tok) -> float:
+    def _dev_json_validity(self, model, tok, deadline: float) -> float | None:
+        """JSON validity on the first `dev_items` dev examples, in chunks while the run's deadline allows
+        (a slow, loaded machine once spent the whole reserve here and lost a finished cycle to a timeout)."""
         from autoloop.mlx.generation import generate_batch
         from sfia.forge_score import reward_components
         from sfia.prompting import build_messages, load_jsonl
 
         dev = load_jsonl(self.dev_file)[: self.dev_items]
-        replies = generate_batch(model, tok, [build_messages(ex["input"]) for ex in dev],
-                                 max_tokens=self.max_reply_tokens, batch_size=self.eval_batch_size)
-        return sum(reward_components(r, ex)["json_validity"] for r, ex in zip(replies, dev)) / len(dev)
+        valid = seen = 0
+        chunk = max(1, self.dev_items // 2)
+        for i in range(0, len(dev), chunk):
+            if time.time() > deadline - 20:
+                break
+            part = dev[i:i + chunk]
+            replies = generate_batch(model, tok, [build_messages(ex["input"]) for ex in part],
+                                     max_tokens=self.max_reply_tokens, batch_size=len(part))
+            valid += sum(reward_components(r, ex)["json_validity"] for r, ex in zip(replies, part))
+            seen += len(part)
+        return valid / seen if seen else None
 
     # -- child process: the exam -----------------------------------------------------------------------
     def score(self, state: Path, gold: Path) -> Scores:
