@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,8 +96,11 @@ def test_run_with_faults_keeps_better_prompt_and_records_calls(server, tmp_path)
     calls = sql(tmp_path, "select sum(retries), count(*), sum(cast(cache_hit as int)) from llm_calls")[0]
     assert calls[0] >= 3 and calls[1] > 0
     assert sql(tmp_path, "select count(*) from llm_calls where purpose = 'propose'")[0][0] >= 1
-    show = cli(env_for(server, tmp_path), "show")
-    assert show.returncode == 0 and "llm_calls" in show.stdout or "calls" in show.stdout
+    show = cli(env_for(server, tmp_path), "show", "--wide")
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "calls" in show.stdout and "usd" in show.stdout
+    versions = [d for (d,) in sql(tmp_path, "select description from iterations where iter > 0")]
+    assert versions and all(re.match(r"prompt [0-9a-f]{8}", d) for d in versions)  # the prompt version
     assert_no_key(tmp_path)
 
 

@@ -59,6 +59,12 @@ def read_jsonl(path: Path, required: Sequence[str] = ("id", "input")) -> list[Ro
     return rows
 
 
+def prompt_version(params: dict[str, Any]) -> str:
+    """A short id of what the task model sees (instruction + demo ids): shown by `autoloop show` in each
+    candidate's description and stored as info["prompt_version"] by `score`."""
+    return hashlib.sha256(json.dumps([params.get("instruction", ""), params.get("demo_ids") or []]).encode()).hexdigest()[:8]
+
+
 def _u(seed: Any, key: str) -> float:
     """A fixed pseudo-random number in [0, 1) per (seed, key): splits never move when the file grows."""
     return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:12], 16) / 16 ** 12
@@ -223,15 +229,21 @@ class PromptTarget:
         else:
             prop = P.OfflineProposer(self.train(), self.library, demo_keys=self.item_keys, max_demos=self.max_demos,
                                      seed=self.split_seed)
-        return prop.propose(_WithChosenPrompt(history), self.base_instruction)
+        cand = prop.propose(_WithChosenPrompt(history), self.base_instruction)
+        alts = len(cand.params.get("alternatives") or [])
+        cand.description = f"prompt {prompt_version(cand.params)}{f' (+{alts} alt.)' if alts else ''}: {cand.description}"
+        return cand
 
     def run(self, candidate: Candidate, state: Path, deadline: float) -> None:
         p = candidate.params
         variants = [p["instruction"]] + [a for a in p.get("alternatives", []) if a]
         inc = self.read_prompt(state)
         fb, _ = self.split()
-        it = os.environ.get("AUTOLOOP_ITER", "0")
-        mini = random.Random(f"{self.split_seed}:screen:{it}").sample(fb, min(self.screen_n, len(fb)))
+        # The minibatch is seeded by the candidate, not the iteration number: a redo after kill -9 (a new
+        # iteration number) screens on the same items, so every answer it needs is already in the cache.
+        from autoloop.llm.proposers import params_key
+
+        mini = random.Random(f"{self.split_seed}:screen:{params_key(p)}").sample(fb, min(self.screen_n, len(fb)))
         cands = [{**p, "instruction": v, "base": p.get("base", v) if i == 0 else v} for i, v in enumerate(variants)]
         with self.backend() as client:
             inc_res = self.evaluate(client, inc, mini)
@@ -269,7 +281,6 @@ class PromptTarget:
                 comps[k] = statistics.fmean(v["components"][k] for v in ho_res.values())
         comps["calls"] = float(stats["calls"])
         comps["usd"] = float(stats["cost_usd"])
-        system_sha = hashlib.sha256(json.dumps([params["instruction"], params.get("demo_ids")]).encode()).hexdigest()[:12]
         feedback = []
         for r in fb:
             v = fb_res.get(str(r["id"]))
@@ -280,7 +291,7 @@ class PromptTarget:
                              "keys": sorted(self.item_keys(r)) if self.item_keys else []})
         return Scores(score=comps[f"heldout_{self.metric}"], components=comps,
                       items={k: v["score"] for k, v in ho_res.items()}, cost_usd=stats["cost_usd"],
-                      info={"prompt": params, "prompt_version": system_sha, "n_heldout": len(ho), "n_feedback": len(fb),
+                      info={"prompt": params, "prompt_version": prompt_version(params), "n_heldout": len(ho), "n_feedback": len(fb),
                             "errors": len(ho) + len(fb) - len(ho_res) - len(fb_res), **stats},
                       feedback=feedback)
 
