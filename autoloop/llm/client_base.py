@@ -6,6 +6,7 @@ cap, no key in a record) must not differ between Anthropic and a local server.
 """
 from __future__ import annotations
 
+import abc
 import random
 import threading
 import time
@@ -54,7 +55,7 @@ class CallStats:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
-class BaseClient:
+class BaseClient(abc.ABC):
     provider = "base"
 
     def __init__(self, model: str, *, model_id: str | None = None, cache: ResponseCache | bool | None = True,
@@ -75,12 +76,13 @@ class BaseClient:
         self.stats = CallStats()
 
     # -- provider hooks -------------------------------------------------------------------------
+    @abc.abstractmethod
     def _send(self, req: LLMRequest) -> dict[str, Any]:
         """One request, no retries. Returns text and token counts."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _retryable(self, exc: BaseException) -> bool:
-        raise NotImplementedError
+        """Whether a failed request may be tried again (429, 529, 5xx, connection errors, timeouts)."""
 
     def _retry_after(self, exc: BaseException) -> float | None:
         return None
