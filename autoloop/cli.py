@@ -44,7 +44,7 @@ def main(ctx: click.Context, runs_dir: Path | None) -> None:
 def _limit_options(f):
     opts = [
         click.option("--max-iters", envvar="AUTOLOOP_MAX_ITERS", type=click.IntRange(min=0), help="Stop after N candidate iterations (baseline not counted)."),
-        click.option("--patience", envvar="AUTOLOOP_PATIENCE", type=click.IntRange(min=1), help="Plateau: stop after K iterations in a row without a keep [default 5]."),
+        click.option("--patience", envvar="AUTOLOOP_PATIENCE", type=click.IntRange(min=1), help="Plateau: stop after K iterations in a row without a keep [default: the target's `patience`, else 5]."),
         click.option("--max-hours", envvar="AUTOLOOP_MAX_HOURS", type=click.FloatRange(min=0, min_open=True), help="Stop once this much wall-clock time has passed."),
         click.option("--until", "until", envvar="AUTOLOOP_UNTIL", metavar="HH:MM", help="Stop at this local time, e.g. 07:30."),
         click.option("--max-cost", envvar="AUTOLOOP_MAX_COST", type=click.FloatRange(min=0), help="Dollar cap: stop before spending more (targets report cost)."),

@@ -28,13 +28,18 @@ def improvement(candidate: float, incumbent: float, direction: str) -> float:
 
 def paired_bootstrap(
     cand: Mapping[str, float], inc: Mapping[str, float], stat: str = "diff",
-    confidence: float = 0.95, resamples: int = 2000, seed: int = 0,
+    confidence: float = 0.95, resamples: int = 2000, seed: int = 0, q: float = 95.0,
 ) -> tuple[float, float, float, int] | None:
-    """CI of mean(cand - inc) ("diff") or mean(cand)/mean(inc) ("ratio") over items both have.
+    """CI of a paired statistic over the items both sides have; returns (point, low, high, n) or None.
 
-    Items are resampled as pairs, so per-item difficulty cancels out. Returns (point, low, high, n)
-    or None when fewer than 2 finite pairs exist.
+    "diff": mean(cand - inc); "ratio": mean(cand) / mean(inc) -- items are resampled as pairs, so
+    per-item difficulty cancels out. "quantile_ratio": quantile q of the candidate's pooled values over
+    the incumbent's, where items are named "<unit>/<member>" and whole units are resampled (a block
+    bootstrap): values measured close in time share a unit, so a burst of background load inside one
+    unit is resampled as one event, not as many independent ones. n counts pairs (units).
     """
+    if stat == "quantile_ratio":
+        return _unit_quantile_ratio(cand, inc, confidence, resamples, seed, q)
     keys = sorted(k for k in cand.keys() & inc.keys()
                   if _finite(cand[k]) and _finite(inc[k]))
     n = len(keys)
@@ -52,10 +57,42 @@ def paired_bootstrap(
     rng = random.Random(seed)
     point = value(list(range(n)))
     samples = sorted(value([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
-    alpha = (1 - confidence) / 2
-    lo = samples[int(math.floor(alpha * (resamples - 1)))]
-    hi = samples[int(math.ceil((1 - alpha) * (resamples - 1)))]
-    return point, lo, hi, n
+    return (point, *_interval(samples, confidence), n)
+
+
+def _interval(sorted_samples: list[float], confidence: float) -> tuple[float, float]:
+    m, alpha = len(sorted_samples), (1 - confidence) / 2
+    return sorted_samples[int(math.floor(alpha * (m - 1)))], sorted_samples[int(math.ceil((1 - alpha) * (m - 1)))]
+
+
+def _units(items: Mapping[str, float]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for k, v in items.items():
+        if _finite(v):
+            out.setdefault(k.split("/", 1)[0], []).append(float(v))
+    return out
+
+
+def _unit_quantile_ratio(cand: Mapping[str, float], inc: Mapping[str, float], confidence: float,
+                         resamples: int, seed: int, q: float) -> tuple[float, float, float, int] | None:
+    import numpy as np
+
+    cu, iu = _units(cand), _units(inc)
+    keys = sorted(cu.keys() & iu.keys())
+    n = len(keys)
+    if n < 2:
+        return None
+    a = [np.asarray(cu[k]) for k in keys]
+    b = [np.asarray(iu[k]) for k in keys]
+
+    def value(idx: Any) -> float:
+        den = float(np.percentile(np.concatenate([b[i] for i in idx]), q))
+        return float(np.percentile(np.concatenate([a[i] for i in idx]), q)) / den if den > 0 else math.inf
+
+    rng = np.random.default_rng(seed)
+    point = value(range(n))
+    samples = sorted(value(rng.integers(0, n, n)) for _ in range(resamples))
+    return (point, *_interval(samples, confidence), n)
 
 
 def _finite(v: Any) -> bool:
@@ -92,20 +129,22 @@ def decide(
         threshold = float(bootstrap.get("threshold", 0.0))
         conf = float(bootstrap.get("confidence", 0.95))
         res = paired_bootstrap(cand_items or {}, inc_items or {}, stat=stat, confidence=conf,
-                               resamples=int(bootstrap.get("resamples", 2000)), seed=int(bootstrap.get("seed", 0)))
+                               resamples=int(bootstrap.get("resamples", 2000)), seed=int(bootstrap.get("seed", 0)),
+                               q=float(bootstrap.get("q", 95.0)))
         if res is None:
             boot_ok, boot_text = False, "bootstrap needs per-item scores on at least 2 shared items"
         else:
             point, lo, hi, n = res
             ci = (lo, hi)
             # Which side of the interval must clear the bar depends on the statistic and the direction.
-            if stat == "ratio":
+            if stat in ("ratio", "quantile_ratio"):
                 bar = 1 - threshold if direction == "min" else 1 + threshold
                 boot_ok = hi < bar if direction == "min" else lo > bar
             else:
                 bar = -threshold if direction == "min" else threshold
                 boot_ok = hi < bar if direction == "min" else lo > bar
-            boot_text = (f"{stat} {point:.4g}, {conf:.0%} CI [{lo:.4g}, {hi:.4g}] over {n} items; "
+            what = "units" if stat == "quantile_ratio" else "items"
+            boot_text = (f"{stat} {point:.4g}, {conf:.0%} CI [{lo:.4g}, {hi:.4g}] over {n} {what}; "
                          f"needs {'<' if direction == 'min' else '>'} {bar:g}")
     violation = check_guards(cand_components or {}, inc_components or {}, guards or {})
     if violation:

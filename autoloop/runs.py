@@ -40,6 +40,7 @@ from autoloop.target import TargetError, gold_path, load_target, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
             "anthropic", "optuna", "httpx", "numpy")
+DEFAULT_PATIENCE = 5
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -53,7 +54,7 @@ class Settings:
 
     runs_dir: Path = dataclasses.field(default_factory=runs_dir_default)
     max_iters: int | None = None
-    patience: int | None = 5
+    patience: int | None = None  # None: the target's `patience`, else 5 (resolved when the run is created)
     max_hours: float | None = None
     until: str | None = None  # HH:MM local time
     max_cost: float | None = None
@@ -215,6 +216,8 @@ def _target_config(target: Any) -> dict[str, Any]:
 def create_run(target_path: str | Path, settings: Settings, run_id: str | None = None) -> Run:
     """Validate the target, then lay out a new run; nothing is written if validation fails."""
     target = load_target(target_path)
+    if settings.patience is None:
+        settings.patience = int(getattr(target, "patience", None) or DEFAULT_PATIENCE)
     tpath = Path(target_path).resolve()
     gold = gold_path(target, tpath)
     settings.runs_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import warnings
 from typing import Any, Callable
 
@@ -138,19 +139,29 @@ class _Base:
     def __init__(self, space: SearchSpace | dict, seed: int = 0, defaults: dict[str, Any] | None = None,
                  value: Callable[[IterationRecord, History], float | None] = default_value,
                  normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 describe: Callable[[dict[str, Any]], str] | None = None):
+                 describe: Callable[[dict[str, Any]], str] | None = None,
+                 trials: Callable[[IterationRecord, History], list[tuple[dict[str, Any], float | None]]] | None = None,
+                 batch: int = 1):
         self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         self.seed, self.defaults, self.value = seed, defaults, value
         self.normalize = normalize or (lambda p: p)
         self.describe = describe
+        self.trials = trials
+        if int(batch) < 1:
+            raise TargetError(f"{type(self).__name__}: batch={batch!r}; must be >= 1")
+        self.batch = int(batch)
 
     def _past(self, history: History) -> list[tuple[dict[str, Any], float | None]]:
-        """(params, value or None for failed) of every past iteration that is a point of the space."""
+        """(params, value or None for failed) of every config past iterations evaluated (points of the space).
+
+        An iteration that screened several configs reports each through the `trials` hook."""
         out = []
         for rec in history:
-            p = self.space.complete(rec.params, self.defaults)
-            if p is not None:
-                out.append((p, self.value(rec, history)))
+            pairs = self.trials(rec, history) if self.trials else [(rec.params, self.value(rec, history))]
+            for params, val in pairs:
+                p = self.space.complete(params, self.defaults)
+                if p is not None:
+                    out.append((p, val))
         return out
 
     def _random_unseen(self, rng: random.Random, seen: set[str]) -> dict[str, Any]:
@@ -173,6 +184,23 @@ class _Base:
         what = ", ".join(changed) if changed else "same as incumbent"
         return Candidate(params=params, description=f"{how}: {what}")
 
+    def ask(self, history: History, n: int) -> list[dict[str, Any]]:
+        """n distinct configs never tried before (subclasses)."""
+        raise NotImplementedError
+
+    def propose(self, history: History) -> Candidate:
+        """One config; with batch=k > 1 the others ride along as params["alternatives"], for a target
+        that screens them cheaply and measures only the most promising one in full."""
+        configs = self.ask(history, self.batch)
+        if self.batch == 1:
+            return self._candidate(configs[0], history, self._how)
+        explore = getattr(self, "explore", 0)
+        mix = f" ({len(configs) - explore} {self.label} + {explore} random)" if explore else ""
+        return Candidate(params={**configs[0], "alternatives": configs[1:]},
+                         description=f"{self._how}: screen {len(configs)} configs{mix}, measure the best in full")
+
+    _how = "search"
+
     def __call__(self, history: History) -> Candidate:
         return self.propose(history)
 
@@ -184,12 +212,17 @@ def _fmt(v: Any) -> str:
 class RandomProposer(_Base):
     """Uniform random search over the space, never repeating a tried config; deterministic per (seed, iteration)."""
 
-    label = "random"
+    label = _how = "random"
 
-    def propose(self, history: History) -> Candidate:
+    def ask(self, history: History, n: int) -> list[dict[str, Any]]:
         seen = {self.space.key(self.normalize(p)) for p, _ in self._past(history)}
         rng = random.Random(f"{self.seed}:{history.next_iter}")
-        return self._candidate(self._random_unseen(rng, seen), history, "random")
+        out = []
+        for _ in range(n):
+            p = self._random_unseen(rng, seen)
+            seen.add(self.space.key(self.normalize(p)))
+            out.append(p)
+        return out
 
 
 class OptunaProposer(_Base):
@@ -200,12 +233,16 @@ class OptunaProposer(_Base):
                  value: Callable[[IterationRecord, History], float | None] = default_value,
                  normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  describe: Callable[[dict[str, Any]], str] | None = None,
-                 n_startup_trials: int = 5, max_retries: int = 30):
-        super().__init__(space, seed, defaults, value, normalize, describe)
+                 trials: Callable[[IterationRecord, History], list[tuple[dict[str, Any], float | None]]] | None = None,
+                 batch: int = 1, n_startup_trials: int = 5, max_retries: int = 30, explore: int = 0):
+        super().__init__(space, seed, defaults, value, normalize, describe, trials, batch)
+        if not 0 <= int(explore) < max(1, self.batch) or (explore and self.batch < 2):
+            raise TargetError(f"OptunaProposer: explore={explore!r}; must be below batch={batch} (0 for none)")
+        self.explore = int(explore)
         if not isinstance(sampler, optuna.samplers.BaseSampler) and sampler not in ("tpe", "random"):
             raise TargetError(f"OptunaProposer: sampler={sampler!r}; use 'tpe', 'random' or an optuna sampler")
         self.sampler, self.n_startup_trials, self.max_retries = sampler, n_startup_trials, max_retries
-        self.label = sampler if isinstance(sampler, str) else type(sampler).__name__
+        self.label = self._how = sampler if isinstance(sampler, str) else type(sampler).__name__
 
     def _make_sampler(self, n: int) -> optuna.samplers.BaseSampler:
         if isinstance(self.sampler, optuna.samplers.BaseSampler):
@@ -214,30 +251,173 @@ class OptunaProposer(_Base):
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # multivariate is flagged experimental
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True)
+            warnings.simplefilter("ignore")  # multivariate and constant_liar are flagged experimental
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True,
+                                              constant_liar=True)
 
-    def propose(self, history: History) -> Candidate:
+    def ask(self, history: History, n: int) -> list[dict[str, Any]]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        past = self._past(history)
         study = optuna.create_study(direction="maximize" if history.direction == "max" else "minimize",
                                     sampler=self._make_sampler(history.next_iter))
         dists = self.space.distributions
         known: dict[str, float | None] = {}
-        for params, val in past:
+        for params, val in self._past(history):
             known[self.space.key(self.normalize(params))] = val
             study.add_trial(create_trial(params=params, distributions=dists, value=val,
                                          state=TrialState.COMPLETE if val is not None else TrialState.FAIL))
+        out: list[dict[str, Any]] = []
+        batch: set[str] = set()
+        n_model = n - min(self.explore, n - 1)  # the rest of the batch is uniform exploration
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _ in range(self.max_retries):
-                trial = study.ask(dists)
+            for _ in range(self.max_retries * n_model):
+                if len(out) == n_model:
+                    break
+                trial = study.ask(dists)  # left running: constant_liar spreads the rest of the batch
                 params = dict(trial.params)
                 k = self.space.key(self.normalize(params))
+                if k in batch:
+                    continue  # already in this batch: leave the trial running (a constant liar) and ask again
                 if k not in known:
-                    return self._candidate(params, history, self.label)
+                    batch.add(k)
+                    out.append(params)
+                    continue
                 # A repeat: tell the sampler what it already knows and ask again.
                 val = known[k]
                 study.tell(trial, val, state=TrialState.COMPLETE if val is not None else TrialState.FAIL)
-        rng = random.Random(f"{self.seed}:{history.next_iter}:fallback")
-        return self._candidate(self._random_unseen(rng, set(known)), history, f"{self.label} (random fallback)")
+        self._how = self.label if len(out) == n_model else f"{self.label} (random fallback)"
+        rng = random.Random(f"{self.seed}:{history.next_iter}:explore")
+        while len(out) < n:
+            p = self._random_unseen(rng, set(known) | batch)
+            batch.add(self.space.key(self.normalize(p)))
+            out.append(p)
+        return out
+
+
+LLM_SYSTEM = """You tune the configuration of a system, one experiment at a time. You see the knobs (the search
+space), what each experiment scored and whether it was kept. Propose ONE new configuration that is likely
+to score better than the best so far and has not been tried. Think about which knobs interact. Reply with
+at most three sentences of reasoning, then the configuration as one JSON object with every knob, e.g.
+{"knob_a": 1, "knob_b": "x"}."""
+
+
+class LLMSearchProposer(_Base):
+    """An LLM reads the space and the history (configs, scores, decisions) and names the next config.
+
+    The LLM steers; the sampler guarantees progress: a reply that is not a new point of the space
+    (no JSON, an unknown knob, a value out of range, a config already tried), an API failure or a refusal
+    by the dollar cap hands this iteration to `fallback` (an OptunaProposer by default), and the
+    description says why. Calls go through autoloop.llm: cached (temperature 0, so a resumed run gets the
+    same reply without paying again), retried, capped by --max-cost and recorded in llm_calls. The client
+    defaults to Anthropic's proposer model (AUTOLOOP_PROPOSER_MODEL overrides); `client` may be any
+    autoloop.llm BaseClient, e.g. a local OpenAI-compatible server.
+    """
+
+    label = "llm"
+
+    def __init__(self, space: SearchSpace | dict, fallback: _Base | None = None, client: Any = None,
+                 context: str = "", seed: int = 0, defaults: dict[str, Any] | None = None,
+                 value: Callable[[IterationRecord, History], float | None] = default_value,
+                 normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 describe: Callable[[dict[str, Any]], str] | None = None,
+                 trials: Callable[[IterationRecord, History], list[tuple[dict[str, Any], float | None]]] | None = None,
+                 batch: int = 1, n_history: int = 60, max_tokens: int = 600):
+        super().__init__(space, seed, defaults, value, normalize, describe, trials, batch)
+        self.fallback = fallback or OptunaProposer(space, seed=seed, defaults=defaults, value=value,
+                                                   normalize=normalize, describe=describe, trials=trials, batch=batch)
+        self._client, self.context, self.n_history, self.max_tokens = client, context, n_history, max_tokens
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import os
+
+            from autoloop.llm.anthropic_client import DEFAULT_PROPOSER_MODEL, AnthropicClient
+
+            self._client = AnthropicClient(os.environ.get("AUTOLOOP_PROPOSER_MODEL") or DEFAULT_PROPOSER_MODEL)
+        return self._client
+
+    def space_text(self) -> str:
+        lines = []
+        for k, d in self.space.distributions.items():
+            if isinstance(d, CategoricalDistribution):
+                lines.append(f"- {k}: one of {json.dumps(list(d.choices))}")
+            else:
+                kind = "integer" if isinstance(d, IntDistribution) else "number"
+                lines.append(f"- {k}: {kind} in [{d.low}, {d.high}]{' (log scale)' if d.log else ''}")
+        return "\n".join(lines)
+
+    def prompt(self, history: History) -> str:
+        goal = "higher" if history.direction == "max" else "lower"
+        parts = [self.context.strip(), f"\n## Search space (score: {goal} is better)\n{self.space_text()}"]
+        if self.defaults:
+            parts.append(f"\n## Baseline\n{json.dumps(self.space.complete(self.defaults, self.defaults) or self.defaults)}")
+        rows = []
+        for rec in list(history)[-self.n_history:]:
+            p = self.space.complete(rec.params, self.defaults)
+            if p is None:
+                continue
+            v = self.value(rec, history)
+            shown = "failed" if v is None else ("rejected (wrong answers)" if not math.isfinite(v) else f"{v:.4g}")
+            why = (rec.reason or "")[:120].replace("\n", " ")
+            rows.append(f"#{rec.iter} {rec.status} score={shown} {json.dumps(self.normalize(p), default=str)}"
+                        + (f"  ({why})" if why else ""))
+        if rows:
+            parts.append("\n## Experiments so far (oldest first; 'keep' = became the new best)\n" + "\n".join(rows))
+        parts.append("\nPropose the next configuration: reasoning, then one JSON object with every knob.")
+        return "\n".join(x for x in parts if x)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        """The last JSON object in the reply, completed from the defaults and checked against the space."""
+        found = None
+        for m in re.finditer(r"\{[^{}]*\}", text, re.S):
+            try:
+                obj = json.loads(m.group(0))
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                found = obj
+        if found is None:
+            raise ValueError("no JSON object in the reply")
+        unknown = sorted(set(found) - set(self.space.names))
+        if unknown:
+            raise ValueError(f"unknown knob {unknown[0]!r}")
+        for k, d in self.space.distributions.items():  # 4.0 for an int knob is fine; "4" is not
+            if isinstance(d, IntDistribution) and isinstance(found.get(k), float) and found[k].is_integer():
+                found[k] = int(found[k])
+        params = self.space.complete(found, self.defaults)
+        if params is None:
+            bad = next(k for k in self.space.names if k in found and not _in(self.space.distributions[k], found[k]))
+            raise ValueError(f"{bad}={found[bad]!r} is outside the space")
+        return params
+
+    def propose(self, history: History) -> Candidate:
+        from autoloop.llm.types import BudgetExceeded, LLMRequest
+
+        seen = {self.space.key(self.normalize(p)) for p, _ in self._past(history)}
+        req = LLMRequest(system=LLM_SYSTEM, messages=[{"role": "user", "content": self.prompt(history)}],
+                         max_tokens=self.max_tokens, temperature=0.0, purpose="propose")
+        try:
+            text = self.client.complete(req).unwrap()
+            params = self.parse(text)
+            if self.space.key(self.normalize(params)) in seen:
+                raise ValueError("already tried")
+        except BudgetExceeded as e:
+            return self._fell_back(history, f"budget: {e}")
+        except Exception as e:  # noqa: BLE001 - any bad reply or API failure: the sampler proposes instead
+            return self._fell_back(history, f"{type(e).__name__}: {e}"[:160])
+        reason = re.sub(r"\s+", " ", text[: text.rfind("{")]).strip()[:200]
+        cand = self._candidate(params, history, "llm")
+        if self.batch > 1:  # the sampler fills the rest of the batch
+            mine = self.space.key(self.normalize(params))
+            alts = [p for p in self.fallback.ask(history, self.batch) if self.space.key(self.normalize(p)) != mine]
+            cand.params = {**params, "alternatives": alts[: self.batch - 1]}
+            cand.description += f" (+{len(cand.params['alternatives'])} {self.fallback.label} alternatives to screen)"
+        if reason:
+            cand.description += f" -- {reason}"
+        return cand
+
+    def _fell_back(self, history: History, why: str) -> Candidate:
+        cand = self.fallback.propose(history)
+        cand.description = f"{cand.description} (llm reply unusable: {why})"
+        return cand

@@ -20,8 +20,10 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     score_budget_s: float         deadline for score/compare (default: budget_s)
     min_delta: float              improvement needed to keep (default 0.0)
     guards: dict[str, float]      component -> largest allowed fall versus the incumbent
-    bootstrap: dict | None        {"confidence": 0.95, "stat": "diff"|"ratio", "threshold": 0.0,
-                                   "resamples": 2000} -> keep needs a paired CI that clears threshold
+    bootstrap: dict | None        {"confidence": 0.95, "stat": "diff"|"ratio"|"quantile_ratio", "threshold": 0.0,
+                                   "resamples": 2000, "q": 95} -> keep needs a paired CI that clears threshold
+                                  (quantile_ratio: items "<unit>/<member>", whole units resampled)
+    patience: int                 default plateau patience for this target (--patience overrides)
     memory_cap_mb: float | None   kill the child tree above this RSS
     child_env() -> dict           extra environment for child processes (e.g. LD_PRELOAD of a BLAS)
     show_columns: list[str]       components `autoloop show` prints (default: all)
@@ -217,6 +219,11 @@ def validate_target(t: Any, p: Path | str = "<target>") -> None:
     boot = getattr(t, "bootstrap", None)
     if boot is not None and not isinstance(boot, dict):
         raise bad("bootstrap", "must be None or a dict such as {'confidence': 0.95}")
+    if boot and boot.get("stat", "diff") not in ("diff", "ratio", "quantile_ratio"):
+        raise bad("bootstrap", f"stat={boot.get('stat')!r}; use 'diff', 'ratio' or 'quantile_ratio'")
+    pat = getattr(t, "patience", None)
+    if pat is not None and (isinstance(pat, bool) or not isinstance(pat, int) or pat < 1):
+        raise bad("patience", f"={pat!r}; must be a whole number >= 1 (or absent: the engine's default 5)")
     check = getattr(t, "check", None)
     if callable(check):
         try:

@@ -24,7 +24,7 @@ def autoloop_overhead(iters: int, workdir: Path) -> list[float]:
     from autoloop.loop import run_loop
     from autoloop.runs import Settings, create_run
 
-    settings = Settings(runs_dir=workdir / "runs", max_iters=iters, patience=None, progress=False)
+    settings = Settings(runs_dir=workdir / "runs", max_iters=iters, patience=iters + 1, progress=False)
     run = create_run(HERE / "noop_target.py", settings)
     import contextlib
     import io

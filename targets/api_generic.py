@@ -18,7 +18,7 @@ Copy this file, edit the `target = ApiGeneric(...)` lines at the bottom, then `a
 Each iteration starts incumbent and candidate (each under a guardian that takes its whole process
 group down on stop, on SIGTERM and when this process dies), warms them up, replays the calls
 interleaved `repeats` times and returns p95/correctness; the engine keeps a candidate only when
-the paired bootstrap interval of the p95 ratio clears 5% and correctness did not fall.
+the paired block-bootstrap 95% interval of the p95 ratio lies below 0.90 and correctness did not fall.
 """
 from __future__ import annotations
 
@@ -30,11 +30,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from api_demo.measure import measure_interleaved, scores_from
+from api_demo.measure import measure_interleaved, paired_compare, scores_from
 from api_demo.reference import response_hash
 from api_demo.replay import ReplayResult, load_calls, replay
 from api_demo.service import ServiceProcess, sigterm_as_exit
-from api_demo.stats import bootstrap_ratio
 
 from autoloop.history import History
 from autoloop.search import OptunaProposer, RandomProposer, SearchSpace
@@ -45,12 +44,13 @@ class ApiGeneric:
     direction = "min"
     min_delta = 0.0
     guards = {"correctness": 0.0}
-    bootstrap = {"stat": "ratio", "confidence": 0.95, "threshold": 0.05, "resamples": 2000}
+    bootstrap = {"stat": "quantile_ratio", "q": 95, "confidence": 0.95, "threshold": 0.10, "resamples": 2000}
+    patience = 10
     show_columns = ["p95_ms", "p50_ms", "p99_ms", "correctness"]
 
     def __init__(self, name: str, command: str, calls: Path | str, space: dict[str, Any], baseline: dict[str, Any],
                  health: str = "/health", cwd: Path | str | None = None, env: dict[str, str] | None = None,
-                 repeats: int = 6, score_repeats: int = 3, concurrency: int = 4, budget_s: float = 60.0,
+                 repeats: int = 8, score_repeats: int = 3, concurrency: int = 4, budget_s: float = 60.0,
                  score_budget_s: float = 300.0, start_timeout_s: float = 60.0, proposer: str = "tpe", seed: int = 0):
         self.name, self.command, self.gold = name, command, Path(calls)
         self.space = SearchSpace(space)
@@ -105,14 +105,10 @@ class ApiGeneric:
 
     def compare(self, incumbent_state: Path, candidate_state: Path, gold: Path) -> tuple[Scores, Scores]:
         a, b = self._config(Path(incumbent_state)), self._config(Path(candidate_state))
-        ra, rb = self._measure([(a, Path(incumbent_state)), (b, Path(candidate_state))], gold, self.repeats)
-        inc = scores_from(ra, {"config": _summary(a, self.baseline), "role": "incumbent"})
-        cand = scores_from(rb, {"config": _summary(b, self.baseline), "role": "candidate"})
-        point, lo, hi = bootstrap_ratio(list(cand.items.values()), list(inc.items.values()),
-                                        self.bootstrap["confidence"], self.bootstrap["resamples"])
-        cand.info.update({"p95_ratio": round(point, 4), "p95_ratio_ci95": [round(lo, 4), round(hi, 4)],
-                          "incumbent_p95_ms": inc.info["p95_ms"]})
-        return inc, cand
+        return self._services([(a, Path(incumbent_state)), (b, Path(candidate_state))], gold,
+                              lambda services, calls: paired_compare(
+                                  services, calls, self.repeats, self.concurrency, self.bootstrap,
+                                  {"config": _summary(a, self.baseline)}, {"config": _summary(b, self.baseline)}))
 
     def _config(self, state: Path) -> dict[str, Any]:
         p = state / "config.json"
@@ -122,6 +118,11 @@ class ApiGeneric:
             raise TargetError(f"{p}: unreadable config ({e}); the state dir must hold config.json") from None
 
     def _measure(self, cfgs: list[tuple[dict, Path]], gold: Path, repeats: int) -> list[list[ReplayResult]]:
+        return self._services(cfgs, gold, lambda services, calls: measure_interleaved(services, calls, repeats,
+                                                                                       self.concurrency))
+
+    def _services(self, cfgs: list[tuple[dict, Path]], gold: Path, work_fn):
+        """Start one service per (config, state), run work_fn(services, calls), stop them all."""
         _, calls = load_calls(Path(gold))
         work = Path(tempfile.mkdtemp(prefix="api-generic-"))
         services: list[ServiceProcess] = []
@@ -131,7 +132,7 @@ class ApiGeneric:
                     services.append(ServiceProcess(self.command_for(cfg, state), workdir=work / f"s{i}",
                                                    health_path=self.health, env=self.env, cwd=self.cwd,
                                                    start_timeout_s=self.start_timeout_s).start())
-                return measure_interleaved(services, calls, repeats, self.concurrency)
+                return work_fn(services, calls)
         finally:
             for s in services:
                 s.stop()

@@ -157,7 +157,9 @@ def test_engine_kill9_then_resume(env, tmp_path):
     eng = subprocess.Popen(cmd, cwd=ROOT, env=e, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
-        ports = ports_of(wait_servers(cache, 2, timeout=120))  # iteration 1: compare runs two services
+        # iteration 1's run phase screens a batch: the incumbent and 6 candidate services at once
+        ports = ports_of(wait_servers(cache, 7, timeout=120))
+        assert len(ports) >= 7
         os.kill(eng.pid, signal.SIGKILL)
         eng.wait(timeout=5)
         assert_gone(cache, ports)

@@ -33,7 +33,7 @@ def small(tmp_path_factory):
     cache = tmp_path_factory.mktemp("api_cache")
     gold = write_gold(cache / "gold.jsonl", ROWS, 0, CALLS, cache_dir=cache)
     tgt = load_target(ROOT / "targets" / "api_tuning.py")
-    t = type(tgt)(gold=gold, repeats=6, score_repeats=2, cache_dir=cache)
+    t = type(tgt)(gold=gold, repeats=6, score_repeats=2, cache_dir=cache, proposer="tpe")
     return t, cache, gold
 
 
@@ -43,7 +43,7 @@ def medium(tmp_path_factory):
     cache = tmp_path_factory.mktemp("api_cache20k")
     gold = write_gold(cache / "gold.jsonl", 20_000, 0, CALLS, cache_dir=cache)
     tgt = load_target(ROOT / "targets" / "api_tuning.py")
-    return type(tgt)(gold=gold, repeats=6, cache_dir=cache), cache, gold
+    return type(tgt)(gold=gold, cache_dir=cache, proposer="tpe"), cache, gold
 
 
 def states(tmp_path: Path, t, *cfgs: dict) -> list[Path]:
@@ -84,7 +84,7 @@ def test_every_correct_knob_returns_the_gold_answers(small, tmp_path):
     for cfg, res in zip(variants, results):
         sc = scores_from(res)
         assert sc.components["correctness"] == 1.0, (knobs.summary(cfg), sc.info["wrong_calls"])
-        assert len(sc.items) == 2 and all(v > 0 for v in sc.items.values())
+        assert len(sc.items) == 2 * CALLS and all(v > 0 for v in sc.items.values())
     assert len(variants) >= 12
 
 
@@ -95,37 +95,47 @@ def test_a_wrong_cache_is_caught_and_never_kept(small, tmp_path, wrong):
     inc, cand = t.compare(inc_state, cand_state, gold)
     assert inc.components["correctness"] == 1.0
     assert 0 < cand.components["correctness"] < 1.0
+    assert "wrong answers; full comparison skipped" in cand.info["screen"]
     assert cand.info["wrong_calls"] and cand.feedback
     d = keep(inc, cand, t)
     assert not d.keep and "guard correctness" in d.reason
 
 
-# Timing-based: under a heavily loaded 2-core machine this has (once in three tries) seen a false keep,
-# so it is not in the default run; see issue 5's notes. Run with `pytest -m slow`.
-@pytest.mark.slow
-def test_baseline_against_itself_is_never_kept(small, tmp_path):
-    t, _, gold = small
+def test_baseline_against_itself_is_never_kept(medium, tmp_path):
+    """The target's real keep rule (8 interleaved repeats, block bootstrap, 10% bar) on two copies of
+    the baseline: whatever the noise, no iteration may claim an improvement."""
+    t, _, gold = medium
     a, b = states(tmp_path, t, {}, {})
-    for _ in range(3):
+    for _ in range(4):
         inc, cand = t.compare(a, b, gold)
-        assert set(cand.items) == {f"rep{i}" for i in range(6)} == set(inc.items)
+        assert "screen" not in cand.info  # equal configs always get the full measurement
+        units = {k.split("/")[0] for k in cand.items}
+        assert units == {k.split("/")[0] for k in inc.items} and len(units) == t.repeats * 8
+        assert len(cand.items) == t.repeats * CALLS
         assert cand.components["correctness"] == inc.components["correctness"] == 1.0
         d = keep(inc, cand, t)
         assert not d.keep, d.reason
-        lo, hi = cand.info["p95_ratio_ci95"]
-        assert lo <= cand.info["p95_ratio"] <= hi
+        lo, hi = cand.info["p95_ratio_ci"]
+        assert lo <= cand.info["p95_ratio"] <= hi and (lo, hi) == pytest.approx(d.ci, abs=1e-4)
 
 
-@pytest.mark.slow
 def test_a_real_speedup_is_kept_with_its_interval(medium, tmp_path):
     t, _, gold = medium
     inc_state, cand_state = states(tmp_path, t, {}, FAST)
     inc, cand = t.compare(inc_state, cand_state, gold)
     d = keep(inc, cand, t)
     assert d.keep, d.reason
-    assert d.ci[1] < 0.95 and cand.info["p95_ratio_ci95"][1] < 0.95
+    assert d.ci[1] < 0.90 and cand.info["p95_ratio_ci"][1] < 0.90 and cand.info["clears_noise"]
     assert cand.info["config"].startswith("index_skill_level=True")
     assert cand.components["p95_ms"] < inc.components["p95_ms"]
+
+
+def test_a_clearly_slower_candidate_is_screened_out(medium, tmp_path):
+    t, _, gold = medium
+    fast, slow = states(tmp_path, t, FAST, {})
+    inc, cand = t.compare(fast, slow, gold)  # the baseline challenging a fast incumbent
+    assert cand.info["screen"].startswith("screen: p95") and len(cand.items) == CALLS  # one repeat only
+    assert not keep(inc, cand, t).keep
 
 
 def test_score_of_the_baseline_state(small, tmp_path):
@@ -150,25 +160,63 @@ def test_bad_knobs_are_one_line_errors(small, tmp_path):
     assert json.loads((ROOT / "gold" / "api_calls.jsonl").read_text().splitlines()[0])["_meta"]["rows"] == 200_000
 
 
-def test_proposer_learns_from_paired_ratios_and_shuns_wrong_configs(small):
-    """Wrong-but-fast is +inf for the sampler; a correct candidate's value is its paired ratio times the
-    incumbent's value, so background load that inflated every absolute p95 of an iteration cancels out."""
+def test_proposer_learns_mean_latency_from_paired_ratios(small):
+    """A correct candidate's value is its paired mean-latency ratio times the incumbent's value, so background
+    load that inflated every absolute latency of an iteration cancels out; wrong answers are failed trials."""
     from autoloop.history import History, IterationRecord
 
     t, _, _ = small
     ok = {"correctness": 1.0}
     h = History(run_id="x", direction="min", iterations=[
-        IterationRecord(iter=0, status="keep", params={}, score=100.0, components=ok),
+        IterationRecord(iter=0, status="keep", params={}, score=100.0, components=ok, info={"mean_ms": 40.0}),
         IterationRecord(iter=1, status="revert", params={**knobs.BASELINE, "cache": "ttl"}, score=1.0,
-                        components={"correctness": 0.9}, info={"p95_ratio": 0.01}),
+                        components={"correctness": 0.9}, info={"mean_ratio": 0.01}),
         IterationRecord(iter=2, status="keep", params={**knobs.BASELINE, "workers": 2}, score=400.0,
-                        components=ok, info={"p95_ratio": 0.5}),  # measured under heavy load
+                        components=ok, info={"mean_ratio": 0.5, "mean_ms": 90.0}),  # measured under heavy load
         IterationRecord(iter=3, status="revert", params={**knobs.BASELINE, "workers": 3}, score=90.0,
-                        components=ok, info={"p95_ratio": 1.2}),
+                        components=ok, info={"mean_ratio": 1.2}),
         IterationRecord(iter=4, status="crash", params={**knobs.BASELINE, "workers": 4})])
     from api_tuning import _sampler_value  # the target's value hook
 
     vals = [_sampler_value(r, h) for r in h.iterations]
-    assert vals == [100.0, float("inf"), 50.0, pytest.approx(60.0), None]
+    assert vals == [40.0, None, 20.0, pytest.approx(24.0), None]
     c = t.propose(h)
-    assert knobs.validate(c.params) and c.description.startswith("tpe: ")
+    configs = [{k: v for k, v in c.params.items() if k != "alternatives"}] + c.params["alternatives"]
+    assert len(configs) == 6 and all(knobs.validate(x) for x in configs)
+    assert c.description == "tpe: screen 6 configs (3 tpe + 3 random), measure the best in full"
+
+
+def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, tmp_path):
+    from autoloop.history import History, IterationRecord
+    from api_tuning import _trials
+
+    t, _, gold = small
+    (inc_state,) = states(tmp_path, t, {})
+    cand_state = tmp_path / "cand"
+    import shutil
+
+    shutil.copytree(inc_state, cand_state)
+    wrong_fast = {**FAST, "cache": "lru_pathkey"}
+    slow = {**knobs.BASELINE, "mmap_mb": 64}
+    t.run(Candidate(params={**slow, "alternatives": [wrong_fast, FAST]}), cand_state, time.time() + 120)
+    assert knobs.load(cand_state / "config.json") == knobs.validate(FAST)
+    screen = json.loads((cand_state / "screen.json").read_text())
+    rows = {r["summary"]: r for r in screen["configs"]}
+    assert len(rows) == 3 and [r.get("chosen", False) for r in screen["configs"]] == [False, False, True]
+    assert rows[knobs.summary(knobs.validate(wrong_fast))]["correctness"] < 1.0
+    inc, cand = t.compare(inc_state, cand_state, gold)
+    assert cand.info["config_params"] == knobs.validate(FAST) and len(cand.info["screened"]) == 3
+    # What the sampler is told: the measured config with its value, the screened others by their ratios.
+    h = History(run_id="x", direction="min", iterations=[
+        IterationRecord(iter=0, status="keep", params={}, score=inc.score, components=inc.components,
+                        info={**inc.info, "mean_ms": 10.0}),
+        IterationRecord(iter=1, status="keep", params={**slow, "alternatives": [wrong_fast, FAST]}, score=cand.score,
+                        components=cand.components, info=cand.info)])
+    got = _trials(h.iterations[1], h)
+    assert got[0] == (knobs.validate(FAST), pytest.approx(10.0 * cand.info["mean_ratio"]))
+    values = {knobs.summary(c): v for c, v in got[1:]}
+    assert values[knobs.summary(knobs.validate(wrong_fast))] is None  # wrong answers: a failed trial
+    assert values[knobs.summary(knobs.validate(slow))] == pytest.approx(10.0 * rows[knobs.summary(knobs.validate(slow))]["mean_ratio"])
+    # A single config (no alternatives) is written as is and leaves no stale screen.json behind.
+    t.run(Candidate(params=slow), cand_state, time.time() + 60)
+    assert not (cand_state / "screen.json").exists() and knobs.load(cand_state / "config.json") == knobs.validate(slow)

@@ -89,10 +89,11 @@ def test_faster_config_is_kept_wrong_one_rejected_nothing_left(user):
     assert inc.components["correctness"] == cand.components["correctness"] == 1.0
     d = verdict(t, inc, cand)
     assert d.keep, d.reason
-    assert cand.info["config"] == "delay_ms=1.0" and cand.info["p95_ratio_ci95"][1] < 0.95
+    assert cand.info["config"] == "delay_ms=1.0" and cand.info["p95_ratio_ci"][1] < 0.90
     wrong = state(t, root, "c", {"delay_ms": 1.0, "mode": "wrong"})
     inc, cand = t.compare(base, wrong, t.gold)
     assert cand.components["correctness"] == pytest.approx(18 / 30)  # banana and blue answer wrong
+    assert cand.info["screen"].startswith("screen: 12 wrong answers")  # no full comparison for it
     assert not verdict(t, inc, cand).keep
     assert not leftovers()
 

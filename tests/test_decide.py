@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +89,48 @@ def test_a_revert_still_carries_its_interval() -> None:
     d = decide(34.0, 102.0, "min", cand_components={"correctness": 0.99}, inc_components={"correctness": 1.0},
                guards={"correctness": 0.0}, cand_items=fast, inc_items=inc, bootstrap={"stat": "ratio"})
     assert not d.keep and "guard correctness" in d.reason and d.ci is not None and d.ci[1] < 0.5
+
+
+def _latencies(seed: int, units: int = 16, per: int = 15, scale: float = 1.0) -> dict[str, float]:
+    import random as _r
+
+    rng = _r.Random(seed)
+    return {f"u{u}/c{c}": scale * rng.lognormvariate(3, 0.6) for u in range(units) for c in range(per)}
+
+
+def test_quantile_ratio_is_a_block_bootstrap_over_units() -> None:
+    import numpy as np
+
+    inc, cand = _latencies(1), _latencies(2, scale=1 / 3)
+    point, lo, hi, n = paired_bootstrap(cand, inc, stat="quantile_ratio", q=95)
+    assert n == 16  # units, not 240 calls
+    assert point == pytest.approx(np.percentile(list(cand.values()), 95) / np.percentile(list(inc.values()), 95))
+    assert lo <= point <= hi < 0.5
+    boot = {"stat": "quantile_ratio", "q": 95, "threshold": 0.10}
+    assert decide(point, 1.0, "min", cand_items=cand, inc_items=inc, bootstrap=boot).keep
+    # Same distribution, other draws: never clears a 10% bar.
+    for seed in range(10):
+        a, b = _latencies(100 + seed), _latencies(200 + seed)
+        p = paired_bootstrap(a, b, stat="quantile_ratio")[0]
+        d = decide(p, 1.0, "min", cand_items=a, inc_items=b, bootstrap=boot)
+        assert not d.keep, d.reason
+
+
+def test_a_burst_inside_one_unit_widens_the_interval() -> None:
+    inc, cand = _latencies(3), _latencies(4)
+    burst = dict(inc)
+    for c in range(15):
+        burst[f"u5/c{c}"] *= 8  # the incumbent's unit 5 ran during a load spike
+    _, lo0, hi0, _ = paired_bootstrap(cand, inc, stat="quantile_ratio")
+    _, lo1, hi1, _ = paired_bootstrap(cand, burst, stat="quantile_ratio")
+    assert hi1 - lo1 > hi0 - lo0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.1, 1000), min_size=4, max_size=60), st.integers(0, 10_000))
+def test_identical_units_give_a_ratio_of_exactly_one(values, seed) -> None:
+    items = {f"u{i % 4}/c{i}": v for i, v in enumerate(values)}
+    point, lo, hi, n = paired_bootstrap(items, items, stat="quantile_ratio", seed=seed)
+    assert point == pytest.approx(1.0) and n == 4
+    assert not decide(point, 1.0, "min", cand_items=items, inc_items=items,
+                      bootstrap={"stat": "quantile_ratio", "threshold": 0.0}).keep

@@ -78,6 +78,17 @@ def test_plateau_stop(runs_dir: Path) -> None:
     assert sql(runs_dir, "select stop_reason from runs")[0]["stop_reason"] == "plateau"
 
 
+def test_a_target_declares_its_patience_and_the_option_overrides_it(runs_dir: Path) -> None:
+    env = {"BEHAVE_PLAN": "ok:0.5", "BEHAVE_PATIENCE": "2"}
+    autoloop(runs_dir, "run", BEHAVE, "--no-progress", env=env)
+    run_id = only_run(runs_dir)
+    assert statuses(runs_dir, run_id) == ["keep", "keep", "revert", "revert"]  # the target's patience 2
+    assert journal_events(runs_dir, run_id)[0]["config"]["engine"]["patience"] == 2
+    other = runs_dir.parent / "runs_b"
+    autoloop(other, "run", BEHAVE, "--patience", "1", "--no-progress", env=env)
+    assert statuses(other, only_run(other)) == ["keep", "keep", "revert"]
+
+
 def test_guard_metric_blocks_a_keep(runs_dir: Path) -> None:
     env = {"BEHAVE_PLAN": "ok:0.9:0.5,ok:0.8:1.0", "BEHAVE_GUARD": "0.1"}
     autoloop(runs_dir, "run", BEHAVE, "--max-iters", "2", "--no-progress", env=env)

@@ -139,3 +139,33 @@ def test_describe_hook_writes_the_description():
     p = RandomProposer({"m": ("cat", ["a", "b"])}, seed=0, describe=lambda q: f"mode {q['m']}")
     c = p.propose(History(run_id="t", direction="min"))
     assert c.description == f"random: mode {c.params['m']}"
+
+
+def test_a_batch_is_distinct_untried_configs_with_its_exploration_share():
+    space = {"m": ("cat", ["a", "b", "c", "d"]), "k": ("int", 1, 4)}
+    h = History(run_id="t", direction="min", iterations=[
+        IterationRecord(iter=0, status="keep", params={"m": "a", "k": 1}, score=5.0)])
+    p = OptunaProposer(space, seed=2, batch=5, explore=2, n_startup_trials=1)
+    c = p.propose(h)
+    configs = [{k: v for k, v in c.params.items() if k != "alternatives"}] + c.params["alternatives"]
+    keys = {SearchSpace.key(q) for q in configs}
+    assert len(configs) == 5 and len(keys) == 5 and SearchSpace.key({"m": "a", "k": 1}) not in keys
+    assert c.description == "tpe: screen 5 configs (3 tpe + 2 random), measure the best in full"
+    assert OptunaProposer(space, seed=2, batch=5, explore=2, n_startup_trials=1).propose(h).params == c.params
+    with pytest.raises(TargetError, match="explore"):
+        OptunaProposer(space, batch=3, explore=3)
+    with pytest.raises(TargetError, match="batch"):
+        RandomProposer(space, batch=0)
+
+
+def test_the_trials_hook_feeds_every_screened_config_to_the_sampler_and_to_dedup():
+    """An iteration that screened several configs counts each as tried (never proposed again)."""
+    space = {"m": ("cat", ["a", "b", "c"])}
+
+    def trials(rec, history):
+        return [({"m": x}, 1.0) for x in rec.info.get("screened", [])] + [(rec.params, rec.score)]
+
+    h = History(run_id="t", direction="min", iterations=[
+        IterationRecord(iter=0, status="keep", params={"m": "a"}, score=5.0, info={"screened": ["b"]})])
+    for cls in (OptunaProposer, RandomProposer):
+        assert cls(space, seed=0, trials=trials).propose(h).params == {"m": "c"}

@@ -89,5 +89,6 @@ def summary(cfg: dict[str, Any]) -> str:
     skip = {"cache_ttl_s"} if cfg.get("cache") != "ttl" else set()
     if cfg.get("cache") == "none":
         skip.add("cache_size")
-    diff = [f"{k}={cfg[k]}" for k in BASELINE if cfg.get(k) != BASELINE[k] and k not in skip]
+    diff = [f"{k}={cfg[k]:.3g}" if isinstance(cfg[k], float) else f"{k}={cfg[k]}"
+            for k in BASELINE if cfg.get(k) != BASELINE[k] and k not in skip]
     return ", ".join(diff) if diff else "baseline"

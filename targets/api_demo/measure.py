@@ -1,7 +1,8 @@
 """Measure services interleaved (block by block, A B B A ...) over several repeats; results -> Scores.
 
-Interleaving puts both configs under the same background load (other processes share the CPU),
-so the per-repeat pairs can be compared with a paired bootstrap.
+Interleaving puts both configs under the same background load (other processes share the CPU).
+Every latency is reported as an item "r<repeat>b<block>/<call id>": the engine's block bootstrap
+("quantile_ratio") resamples whole (repeat, block) units, which were measured side by side in time.
 """
 from __future__ import annotations
 
@@ -43,16 +44,18 @@ def measure_interleaved(services: list[ServiceProcess], calls: list[dict], repea
     """
     warm = [c for c in calls if not c.get("barrier")][:warmup]
     for s in services:
-        replay(s.port, warm, concurrency)
+        if warm:
+            replay(s.port, warm, concurrency)
     size = max(1, -(-len(calls) // max(1, blocks)))
     chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
     out: list[list[ReplayResult]] = [[] for _ in services]
     order = list(range(len(services)))
     for _ in range(repeats):
         merged = [ReplayResult() for _ in services]
-        for chunk in chunks:
+        for b, chunk in enumerate(chunks):
             for i in order:
                 r = replay(services[i].port, chunk, concurrency)
+                merged[i].block.update({cid: b for cid in r.latency_ms})
                 merged[i].latency_ms.update(r.latency_ms)
                 merged[i].correct.update(r.correct)
                 merged[i].errors.update(r.errors)
@@ -63,7 +66,7 @@ def measure_interleaved(services: list[ServiceProcess], calls: list[dict], repea
 
 
 def scores_from(results: list[ReplayResult], info: dict[str, Any] | None = None) -> Scores:
-    """score = pooled p95 (ms) / correctness (inf when nothing is correct); items rep0.. = per-repeat p95."""
+    """score = pooled p95 (ms) / correctness (inf when nothing is correct); items = every latency, by unit."""
     lat = [ms for r in results for ms in r.latency_ms.values()]
     ok = [v for r in results for v in r.correct.values()]
     correctness = sum(ok) / len(ok) if ok else 0.0
@@ -72,12 +75,55 @@ def scores_from(results: list[ReplayResult], info: dict[str, Any] | None = None)
     wrong = sorted({cid for r in results for cid, good in r.correct.items() if not good})
     errs = {cid: e for r in results for cid, e in r.errors.items()}
     summary = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "p99_ms": round(p99, 3),
+               "mean_ms": round(sum(lat) / len(lat), 3) if lat else math.nan,
                "correctness": round(correctness, 4), "repeats": len(results), "calls": len(lat),
                "wrong_calls": wrong[:20], **(info or {})}
     return Scores(
         score=score,
         components={"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "correctness": correctness},
-        items={f"rep{i}": r.p(95) for i, r in enumerate(results)},
+        items={f"r{i}b{r.block.get(cid, 0)}/{cid}": ms for i, r in enumerate(results) for cid, ms in r.latency_ms.items()},
         info=summary,
         feedback=[{"call": cid, "error": errs.get(cid, "")} for cid in wrong[:50]],
     )
+
+
+def paired_compare(services: list[ServiceProcess], calls: list[dict], repeats: int, concurrency: int,
+                   bootstrap: dict[str, Any], inc_info: dict[str, Any], cand_info: dict[str, Any],
+                   slower_factor: float = 2.0) -> tuple[Scores, Scores]:
+    """(incumbent, candidate) Scores of two started services [incumbent, candidate], measured interleaved.
+
+    A screen comes first: one interleaved repeat. A candidate that returns any wrong answer, or whose
+    p95 in the screen is more than `slower_factor` times the incumbent's, gets no full measurement (the
+    guard or the score rejects it anyway; a wrong cache costs seconds, not minutes). Otherwise `repeats - 1`
+    more interleaved repeats follow and the screen counts as the first. The candidate's info carries the
+    block-bootstrap interval of the p95 ratio, computed exactly as the engine's keep rule computes it.
+    """
+    from autoloop.decide import paired_bootstrap
+
+    screen = measure_interleaved(services, calls, 1, concurrency)
+    inc_s, cand_s = scores_from(screen[0]), scores_from(screen[1])
+    ratio = cand_s.components["p95_ms"] / max(inc_s.components["p95_ms"], 1e-9)
+    note = ""
+    if cand_s.components["correctness"] < 1.0:
+        note = f"screen: {len(cand_s.info['wrong_calls'])} wrong answers; full comparison skipped"
+    elif ratio > slower_factor:
+        note = f"screen: p95 {ratio:.2f}x the incumbent's; full comparison skipped"
+    results = screen
+    if not note and repeats > 1:
+        more = measure_interleaved(services, calls, repeats - 1, concurrency, warmup=0)
+        results = [screen[i] + more[i] for i in range(len(services))]
+    inc = scores_from(results[0], {**inc_info, "role": "incumbent"})
+    cand = scores_from(results[1], {**cand_info, "role": "candidate"})
+    res = paired_bootstrap(cand.items, inc.items, stat=bootstrap.get("stat", "quantile_ratio"),
+                           confidence=float(bootstrap.get("confidence", 0.95)),
+                           resamples=int(bootstrap.get("resamples", 2000)), seed=int(bootstrap.get("seed", 0)),
+                           q=float(bootstrap.get("q", 95.0)))
+    cand.info["incumbent_p95_ms"] = inc.info["p95_ms"]
+    if note:
+        cand.info["screen"] = note
+    if res is not None:
+        point, lo, hi, _ = res
+        cand.info.update({"p95_ratio": round(point, 4), "p95_ratio_ci": [round(lo, 4), round(hi, 4)],
+                          "mean_ratio": round(cand.info["mean_ms"] / max(inc.info["mean_ms"], 1e-9), 4),
+                          "clears_noise": hi < 1 - float(bootstrap.get("threshold", 0.0))})
+    return inc, cand

@@ -24,6 +24,7 @@ class ReplayResult:
     latency_ms: dict[str, float] = field(default_factory=dict)  # call id -> ms
     correct: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # call id -> transport error / status
+    block: dict[str, int] = field(default_factory=dict)  # call id -> interleaving block it was measured in
 
     def p(self, q: float) -> float:
         return percentile(list(self.latency_ms.values()), q)

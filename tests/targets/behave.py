@@ -30,6 +30,8 @@ class Behave:
     gold = HERE / "behave_gold.jsonl"
     guards = {"guard": float(os.environ["BEHAVE_GUARD"])} if os.environ.get("BEHAVE_GUARD") else {}
     large_file_mb = 1.0
+    if os.environ.get("BEHAVE_PATIENCE"):
+        patience = int(os.environ["BEHAVE_PATIENCE"])
 
     def setup(self, state: Path) -> None:
         (state / "value.json").write_text(json.dumps({"step": "baseline", "value": float(os.environ.get("BEHAVE_BASE", "0.1")), "guard": 1.0}))
