@@ -12,6 +12,13 @@ sampler's objective (None = failed trial, +-inf = as bad as it gets); `normalize
 that cannot matter before dedup; `describe(params)` writes the one-line description (default: what
 changed versus the incumbent).
 
+Batches: with `batch=k` a proposal carries k distinct untried configs (the first in params, the others in
+params["alternatives"]) for a target that screens them cheaply and measures only the most promising in
+full; `explore=j` makes j of them uniformly random (TPE alone can settle in a local optimum when a gain
+needs several knobs at once). The `trials(rec, history)` hook lets such a target report every config an
+iteration measured, so each one informs the sampler and none is proposed again.
+LLMSearchProposer puts an LLM in front of any of these (see its docstring).
+
 The proposers keep no state of their own: every call rebuilds an in-memory Optuna study from the
 History (each past iteration becomes a finished trial; crash / timeout / oom / invalid / nonfinite
 become FAIL), so a resumed run proposes exactly what an uninterrupted one would. Configs already

@@ -22,7 +22,7 @@ capped by --max-cost; TPE takes over for any reply that is not a new point of th
 
 Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm,
 API_TUNING_SEED, API_TUNING_ROWS, API_TUNING_CALLS, API_TUNING_REPEATS, API_TUNING_BATCH (configs
-screened per iteration, 6), API_TUNING_EXPLORE (how many of them are uniformly random, 3).
+screened per iteration, 6), API_TUNING_EXPLORE (how many of them are uniformly random, half).
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class ApiTuning:
 
     def __init__(self, gold: Path = GOLD, repeats: int = 8, score_repeats: int = 3, concurrency: int = 4,
                  proposer: str = "auto", seed: int = 0, cache_dir: Path | None = None, batch: int = 6,
-                 explore: int = 3):
+                 explore: int | None = None):
         if proposer not in ("auto", "tpe", "random", "llm"):
             raise TargetError(f"api_tuning: proposer={proposer!r}; use auto, tpe, random or llm (API_TUNING_PROPOSER)")
         if proposer == "auto":
@@ -142,8 +142,8 @@ class ApiTuning:
         if proposer == "random":
             self.proposer = RandomProposer(self.space, **common)
         else:
-            self.proposer = OptunaProposer(self.space, n_startup_trials=10, explore=explore if batch > 1 else 0,
-                                           **common)
+            explore = batch // 2 if explore is None else explore
+            self.proposer = OptunaProposer(self.space, n_startup_trials=10, explore=explore, **common)
         if proposer == "llm":
             self.proposer = LLMSearchProposer(self.space, fallback=self.proposer, context=LLM_CONTEXT, **common)
 
@@ -264,7 +264,7 @@ def _from_env() -> ApiTuning:
             write_gold(gold, rows, DEFAULT_SEED, calls)
     return ApiTuning(gold=gold, repeats=int(os.environ.get("API_TUNING_REPEATS") or 8),
                      batch=int(os.environ.get("API_TUNING_BATCH") or 6),
-                     explore=int(os.environ.get("API_TUNING_EXPLORE") or 3),
+                     explore=int(os.environ["API_TUNING_EXPLORE"]) if os.environ.get("API_TUNING_EXPLORE") else None,
                      proposer=os.environ.get("API_TUNING_PROPOSER") or "auto",
                      seed=int(os.environ.get("API_TUNING_SEED") or 0))
 

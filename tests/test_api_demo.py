@@ -220,3 +220,31 @@ def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, 
     # A single config (no alternatives) is written as is and leaves no stale screen.json behind.
     t.run(Candidate(params=slow), cand_state, time.time() + 60)
     assert not (cand_state / "screen.json").exists() and knobs.load(cand_state / "config.json") == knobs.validate(slow)
+
+
+def test_a_config_with_exactly_one_wrong_answer_is_rejected_though_faster(small, tmp_path):
+    """A stale cache that gets one call of the benchmark wrong: correctness 4/5 and the guard says no,
+    however much faster it is."""
+    from api_demo.reference import Reference, response_hash
+
+    t, cache, gold = small
+    meta, _ = load_calls(gold)
+    ref = Reference(data.ensure_db(ROWS, 0, cache))
+    pid = sorted(ref.profiles)[7]
+    was = bool(ref.profiles[pid][5])
+    plan = [("GET", f"/profiles/{pid}", None), ("GET", "/search?skill=PROG&min_level=3", None),
+            ("POST", f"/profiles/{pid}/availability", {"available": not was}), ("GET", f"/profiles/{pid}", None),
+            ("POST", f"/profiles/{pid}/availability", {"available": was})]
+    lines = [{"_meta": meta}]
+    for i, (method, path, body) in enumerate(plan):
+        status, obj = ref.answer(method, path, body)
+        lines.append({"id": f"k{i}", "method": method, "path": path, "body": body, "barrier": method != "GET",
+                      "expect": response_hash(status, obj)})
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    inc_state, cand_state = states(tmp_path, t, {}, {**FAST, "cache": "ttl", "cache_ttl_s": 120.0})
+    inc, cand = t.compare(inc_state, cand_state, calls)
+    assert inc.components["correctness"] == 1.0
+    assert cand.info["wrong_calls"] == ["k3"] and cand.components["correctness"] == pytest.approx(4 / 5)
+    d = keep(inc, cand, t)
+    assert not d.keep and "guard correctness" in d.reason
