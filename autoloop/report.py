@@ -106,7 +106,11 @@ def plot_curve(db_path: Path, run_id: str, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     cols, rows = iteration_rows(db_path, run_id)
-    comps = [c for c in cols if c not in BASE_COLS]
+    def numeric(c: str) -> bool:  # text columns (e.g. a config summary from Scores.info) are not curves
+        vals = [r.get(c) for r in rows if r.get(c) is not None]
+        return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+
+    comps = [c for c in cols if c not in BASE_COLS and numeric(c)]
     fig, axes = plt.subplots(1 + (1 if comps else 0), 1, figsize=(9, 7 if comps else 4), sharex=True)
     axes = list(axes) if comps else [axes]
     xs = [r["iter"] for r in rows if r["score"] is not None]

@@ -201,8 +201,10 @@ class _Base:
         configs = self.ask(history, self.batch)
         if self.batch == 1:
             return self._candidate(configs[0], history, self._how)
-        explore = getattr(self, "explore", 0)
-        mix = f" ({len(configs) - explore} {self.label} + {explore} random)" if explore else ""
+        explore, local = getattr(self, "explore", 0), getattr(self, "neighbours", 0)
+        parts = [f"{len(configs) - explore - local} {self.label}"] + ([f"{local} neighbours"] if local else []) \
+            + ([f"{explore} random"] if explore else [])
+        mix = f" ({' + '.join(parts)})" if len(parts) > 1 else ""
         return Candidate(params={**configs[0], "alternatives": configs[1:]},
                          description=f"{self._how}: screen {len(configs)} configs{mix}, measure the best in full")
 
@@ -214,6 +216,19 @@ class _Base:
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _neighbour_of(space: SearchSpace, base: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """`base` with one knob drawn anew (a categorical knob always changes)."""
+    k = rng.choice(space.names)
+    d = space.distributions[k]
+    p = dict(base)
+    if isinstance(d, CategoricalDistribution):
+        others = [c for c in d.choices if not (c == base.get(k) and type(c) is type(base.get(k)))]
+        p[k] = rng.choice(others) if others else base.get(k)
+    else:
+        p[k] = _draw(d, rng)
+    return p
 
 
 class RandomProposer(_Base):
@@ -233,7 +248,11 @@ class RandomProposer(_Base):
 
 
 class OptunaProposer(_Base):
-    """Optuna ask/tell over the space; the study is rebuilt from the history on every call."""
+    """Optuna ask/tell over the space; the study is rebuilt from the history on every call.
+
+    In a batch, `neighbours` members are one-knob changes of the best configs measured so far (a local
+    move the sampler's per-knob densities rarely make when a gain needs one more knob on top of a good
+    combination) and `explore` members are uniformly random."""
 
     def __init__(self, space: SearchSpace | dict, sampler: str | optuna.samplers.BaseSampler = "tpe", seed: int = 0,
                  defaults: dict[str, Any] | None = None,
@@ -241,11 +260,13 @@ class OptunaProposer(_Base):
                  normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  describe: Callable[[dict[str, Any]], str] | None = None,
                  trials: Callable[[IterationRecord, History], list[tuple[dict[str, Any], float | None]]] | None = None,
-                 batch: int = 1, n_startup_trials: int = 5, max_retries: int = 30, explore: int = 0):
+                 batch: int = 1, n_startup_trials: int = 5, max_retries: int = 30, explore: int = 0,
+                 neighbours: int = 0):
         super().__init__(space, seed, defaults, value, normalize, describe, trials, batch)
-        if not 0 <= int(explore) < max(1, self.batch) or (explore and self.batch < 2):
-            raise TargetError(f"OptunaProposer: explore={explore!r}; must be below batch={batch} (0 for none)")
-        self.explore = int(explore)
+        if int(explore) < 0 or int(neighbours) < 0 or int(explore) + int(neighbours) >= max(2, self.batch):
+            raise TargetError(f"OptunaProposer: explore={explore!r} + neighbours={neighbours!r} must leave at least "
+                              f"one of batch={batch} to the sampler")
+        self.explore, self.neighbours = int(explore), int(neighbours)
         if not isinstance(sampler, optuna.samplers.BaseSampler) and sampler not in ("tpe", "random"):
             raise TargetError(f"OptunaProposer: sampler={sampler!r}; use 'tpe', 'random' or an optuna sampler")
         self.sampler, self.n_startup_trials, self.max_retries = sampler, n_startup_trials, max_retries
@@ -262,19 +283,31 @@ class OptunaProposer(_Base):
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True,
                                               constant_liar=True)
 
+    def _neighbour(self, bests: list[dict[str, Any]], rng: random.Random, seen: set[str]) -> dict[str, Any] | None:
+        for _ in range(200):
+            if not bests:
+                return None
+            p = _neighbour_of(self.space, rng.choice(bests) if rng.random() < 0.3 else bests[0], rng)
+            if self.space.key(self.normalize(p)) not in seen:
+                return p
+        return None
+
     def ask(self, history: History, n: int) -> list[dict[str, Any]]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize" if history.direction == "max" else "minimize",
                                     sampler=self._make_sampler(history.next_iter))
         dists = self.space.distributions
         known: dict[str, float | None] = {}
-        for params, val in self._past(history):
+        past = self._past(history)
+        for params, val in past:
             known[self.space.key(self.normalize(params))] = val
             study.add_trial(create_trial(params=params, distributions=dists, value=val,
                                          state=TrialState.COMPLETE if val is not None else TrialState.FAIL))
         out: list[dict[str, Any]] = []
         batch: set[str] = set()
-        n_model = n - min(self.explore, n - 1)  # the rest of the batch is uniform exploration
+        n_explore = min(self.explore, n - 1)
+        n_local = min(self.neighbours, n - 1 - n_explore)
+        n_model = n - n_explore - n_local  # the rest of the batch: neighbours of the best, then uniform exploration
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _ in range(self.max_retries * n_model):
@@ -293,6 +326,16 @@ class OptunaProposer(_Base):
                 val = known[k]
                 study.tell(trial, val, state=TrialState.COMPLETE if val is not None else TrialState.FAIL)
         self._how = self.label if len(out) == n_model else f"{self.label} (random fallback)"
+        rng = random.Random(f"{self.seed}:{history.next_iter}:local")
+        ranked = sorted((v, i) for i, (_, v) in enumerate(past) if v is not None and math.isfinite(v))
+        if history.direction == "max":
+            ranked.reverse()
+        for _ in range(n_local):
+            p = self._neighbour([past[i][0] for _, i in ranked[:3]], rng, set(known) | batch)
+            if p is None:
+                break
+            batch.add(self.space.key(self.normalize(p)))
+            out.append(p)
         rng = random.Random(f"{self.seed}:{history.next_iter}:explore")
         while len(out) < n:
             p = self._random_unseen(rng, set(known) | batch)

@@ -22,7 +22,8 @@ capped by --max-cost; TPE takes over for any reply that is not a new point of th
 
 Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm,
 API_TUNING_SEED, API_TUNING_ROWS, API_TUNING_CALLS, API_TUNING_REPEATS, API_TUNING_BATCH (configs
-screened per iteration, 6), API_TUNING_EXPLORE (how many of them are uniformly random, half).
+screened per iteration, 6), API_TUNING_EXPLORE (how many of them are uniformly random, a third; another third are one-knob
+neighbours of the best configs so far: API_TUNING_NEIGHBOURS).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from typing import Any
 from api_demo import config as knobs
 from api_demo import data
 from api_demo.gold import write_gold
-from api_demo.measure import demo_service, measure_interleaved, paired_compare, scores_from
+from api_demo.measure import demo_service, gm_ratio, measure_interleaved, paired_compare, scores_from
 from api_demo.replay import ReplayResult, load_calls
 from api_demo.service import sigterm_as_exit
 
@@ -79,19 +80,21 @@ def _incumbent_before(rec: IterationRecord, history: History) -> IterationRecord
 def _sampler_value(rec: IterationRecord, history: History) -> float | None:
     """What the sampler learns for one iteration's fully measured config.
 
-    The mean latency of all calls, not the p95: a fix for one endpoint lowers the mean even while another
-    endpoint still holds the p95 up, so the sampler is rewarded for each part of a combination that only
-    pays off in p95 once complete (keep decisions still use p95). Load-robust: the ratio to the incumbent
-    measured in the same interleaved compare, times the incumbent's own value, down to the baseline.
-    Wrong answers: a failed trial (None). +inf would also condemn every good knob the wrong config had.
+    The geometric mean over endpoints of each endpoint's p95, not the p95 of the whole mix: the slowest
+    endpoint holds the overall p95 up, so a fix for another endpoint would look worthless; here every
+    endpoint's fix counts by its factor, and the sampler is rewarded for each part of a combination that
+    only pays off in p95 once complete (keep decisions still use the overall p95). Load-robust: the ratio to
+    the incumbent measured in the same interleaved compare (api_demo.measure.gm_ratio), times the
+    incumbent's own value, down to the baseline. Wrong answers: a failed trial (None); +inf would also
+    condemn every good knob the wrong config carried.
     """
     if default_value(rec) is None or rec.components.get("correctness") != 1.0:
         return None
-    ratio = rec.info.get("mean_ratio")
+    ratio = rec.info.get("gm_ratio")
     inc = _incumbent_before(rec, history)
-    if not isinstance(ratio, (int, float)) or inc is None:
-        mean = rec.info.get("mean_ms")
-        return float(mean) if isinstance(mean, (int, float)) else rec.score
+    if not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or inc is None:
+        gm = rec.info.get("gm_p95_ms")
+        return float(gm) if isinstance(gm, (int, float)) else rec.score
     base = _sampler_value(inc, history)
     return ratio * base if base is not None else None
 
@@ -106,8 +109,8 @@ def _trials(rec: IterationRecord, history: History) -> list[tuple[dict, float | 
     for sc in rec.info.get("screened") or []:
         if sc.get("chosen"):
             continue
-        ok = sc.get("correctness") == 1.0 and isinstance(sc.get("mean_ratio"), (int, float)) and base is not None
-        out.append((sc["config"], sc["mean_ratio"] * base if ok else None))
+        ok = sc.get("correctness") == 1.0 and isinstance(sc.get("gm_ratio"), (int, float)) and base is not None
+        out.append((sc["config"], sc["gm_ratio"] * base if ok else None))
     return out  # alternatives of an iteration that crashed before screening were never measured: not trials
 
 
@@ -119,13 +122,13 @@ class ApiTuning:
     min_delta = 0.0
     guards = {"correctness": 0.0}
     bootstrap = {"stat": "quantile_ratio", "q": 95, "confidence": 0.95, "threshold": 0.10, "resamples": 2000}
-    patience = 10  # a search space proposer needs room: most proposals are (rightly) reverted
+    patience = 12  # a search space proposer needs room: most proposals are (rightly) reverted
     show_columns = ["config", "p95_ms", "p50_ms", "correctness"]
     space = knobs.SPACE
 
     def __init__(self, gold: Path = GOLD, repeats: int = 8, score_repeats: int = 3, concurrency: int = 4,
                  proposer: str = "auto", seed: int = 0, cache_dir: Path | None = None, batch: int = 6,
-                 explore: int | None = None):
+                 explore: int | None = None, neighbours: int | None = None):
         if proposer not in ("auto", "tpe", "random", "llm"):
             raise TargetError(f"api_tuning: proposer={proposer!r}; use auto, tpe, random or llm (API_TUNING_PROPOSER)")
         if proposer == "auto":
@@ -135,15 +138,18 @@ class ApiTuning:
         self.cache_dir = cache_dir
         self.proposer_name, self.seed = proposer, seed
         # The description is the whole config versus the baseline: it is the "config" column of `autoloop show`.
-        # Each iteration screens a batch: `batch - explore` configs from the sampler, `explore` uniformly at
-        # random (TPE alone settles in a local optimum of this space: see issue 5's notes).
+        # Each iteration screens a batch: configs from the sampler, one-knob neighbours of the best configs so
+        # far, and uniformly random ones (TPE alone settles in a local optimum of this space: issue 5's notes).
         common = dict(seed=seed, defaults=knobs.BASELINE, value=_sampler_value, normalize=_normalize,
                       describe=knobs.summary, trials=_trials, batch=batch)
         if proposer == "random":
             self.proposer = RandomProposer(self.space, **common)
         else:
-            explore = batch // 2 if explore is None else explore
-            self.proposer = OptunaProposer(self.space, n_startup_trials=10, explore=explore, **common)
+            explore = batch // 3 if explore is None else explore
+            if neighbours is None:
+                neighbours = min(batch // 3, max(0, batch - 1 - explore))
+            self.proposer = OptunaProposer(self.space, n_startup_trials=10, explore=explore, neighbours=neighbours,
+                                           **common)
         if proposer == "llm":
             self.proposer = LLMSearchProposer(self.space, fallback=self.proposer, context=LLM_CONTEXT, **common)
 
@@ -193,7 +199,7 @@ class ApiTuning:
             rows.append({"config": cfg, "summary": knobs.summary(cfg), "correctness": sc.components["correctness"],
                          "p95_ms": round(sc.components["p95_ms"], 3),
                          "p95_ratio": round(sc.components["p95_ms"] / max(inc.components["p95_ms"], 1e-9), 4),
-                         "mean_ratio": round(sc.info["mean_ms"] / max(inc.info["mean_ms"], 1e-9), 4)})
+                         "gm_ratio": gm_ratio(sc.info, inc.info)})
         ok = [r for r in rows if r["correctness"] == 1.0]
         best = min(ok, key=lambda r: r["p95_ms"]) if ok else max(rows, key=lambda r: r["correctness"])
         best["chosen"] = True
@@ -265,6 +271,8 @@ def _from_env() -> ApiTuning:
     return ApiTuning(gold=gold, repeats=int(os.environ.get("API_TUNING_REPEATS") or 8),
                      batch=int(os.environ.get("API_TUNING_BATCH") or 6),
                      explore=int(os.environ["API_TUNING_EXPLORE"]) if os.environ.get("API_TUNING_EXPLORE") else None,
+                     neighbours=(int(os.environ["API_TUNING_NEIGHBOURS"]) if os.environ.get("API_TUNING_NEIGHBOURS")
+                                 else None),
                      proposer=os.environ.get("API_TUNING_PROPOSER") or "auto",
                      seed=int(os.environ.get("API_TUNING_SEED") or 0))
 

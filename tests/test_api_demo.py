@@ -160,21 +160,21 @@ def test_bad_knobs_are_one_line_errors(small, tmp_path):
     assert json.loads((ROOT / "gold" / "api_calls.jsonl").read_text().splitlines()[0])["_meta"]["rows"] == 200_000
 
 
-def test_proposer_learns_mean_latency_from_paired_ratios(small):
-    """A correct candidate's value is its paired mean-latency ratio times the incumbent's value, so background
+def test_proposer_learns_endpoint_p95s_from_paired_ratios(small):
+    """A correct candidate's value is its paired per-endpoint p95 ratio (geometric mean) times the incumbent's value, so background
     load that inflated every absolute latency of an iteration cancels out; wrong answers are failed trials."""
     from autoloop.history import History, IterationRecord
 
     t, _, _ = small
     ok = {"correctness": 1.0}
     h = History(run_id="x", direction="min", iterations=[
-        IterationRecord(iter=0, status="keep", params={}, score=100.0, components=ok, info={"mean_ms": 40.0}),
+        IterationRecord(iter=0, status="keep", params={}, score=100.0, components=ok, info={"gm_p95_ms": 40.0}),
         IterationRecord(iter=1, status="revert", params={**knobs.BASELINE, "cache": "ttl"}, score=1.0,
-                        components={"correctness": 0.9}, info={"mean_ratio": 0.01}),
+                        components={"correctness": 0.9}, info={"gm_ratio": 0.01}),
         IterationRecord(iter=2, status="keep", params={**knobs.BASELINE, "workers": 2}, score=400.0,
-                        components=ok, info={"mean_ratio": 0.5, "mean_ms": 90.0}),  # measured under heavy load
+                        components=ok, info={"gm_ratio": 0.5, "gm_p95_ms": 90.0}),  # measured under heavy load
         IterationRecord(iter=3, status="revert", params={**knobs.BASELINE, "workers": 3}, score=90.0,
-                        components=ok, info={"mean_ratio": 1.2}),
+                        components=ok, info={"gm_ratio": 1.2}),
         IterationRecord(iter=4, status="crash", params={**knobs.BASELINE, "workers": 4})])
     from api_tuning import _sampler_value  # the target's value hook
 
@@ -183,7 +183,7 @@ def test_proposer_learns_mean_latency_from_paired_ratios(small):
     c = t.propose(h)
     configs = [{k: v for k, v in c.params.items() if k != "alternatives"}] + c.params["alternatives"]
     assert len(configs) == 6 and all(knobs.validate(x) for x in configs)
-    assert c.description == "tpe: screen 6 configs (3 tpe + 3 random), measure the best in full"
+    assert c.description == "tpe: screen 6 configs (2 tpe + 2 neighbours + 2 random), measure the best in full"
 
 
 def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, tmp_path):
@@ -209,14 +209,14 @@ def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, 
     # What the sampler is told: the measured config with its value, the screened others by their ratios.
     h = History(run_id="x", direction="min", iterations=[
         IterationRecord(iter=0, status="keep", params={}, score=inc.score, components=inc.components,
-                        info={**inc.info, "mean_ms": 10.0}),
+                        info={**inc.info, "gm_p95_ms": 10.0}),
         IterationRecord(iter=1, status="keep", params={**slow, "alternatives": [wrong_fast, FAST]}, score=cand.score,
                         components=cand.components, info=cand.info)])
     got = _trials(h.iterations[1], h)
-    assert got[0] == (knobs.validate(FAST), pytest.approx(10.0 * cand.info["mean_ratio"]))
+    assert got[0] == (knobs.validate(FAST), pytest.approx(10.0 * cand.info["gm_ratio"]))
     values = {knobs.summary(c): v for c, v in got[1:]}
     assert values[knobs.summary(knobs.validate(wrong_fast))] is None  # wrong answers: a failed trial
-    assert values[knobs.summary(knobs.validate(slow))] == pytest.approx(10.0 * rows[knobs.summary(knobs.validate(slow))]["mean_ratio"])
+    assert values[knobs.summary(knobs.validate(slow))] == pytest.approx(10.0 * rows[knobs.summary(knobs.validate(slow))]["gm_ratio"])
     # A single config (no alternatives) is written as is and leaves no stale screen.json behind.
     t.run(Candidate(params=slow), cand_state, time.time() + 60)
     assert not (cand_state / "screen.json").exists() and knobs.load(cand_state / "config.json") == knobs.validate(slow)
@@ -248,3 +248,20 @@ def test_a_config_with_exactly_one_wrong_answer_is_rejected_though_faster(small,
     assert cand.info["wrong_calls"] == ["k3"] and cand.components["correctness"] == pytest.approx(4 / 5)
     d = keep(inc, cand, t)
     assert not d.keep and "guard correctness" in d.reason
+
+
+def test_endpoints_and_the_geometric_mean_ratio_the_sampler_learns():
+    from api_demo.measure import gm_ratio
+    from api_demo.replay import ReplayResult, endpoint_of
+
+    assert endpoint_of({"method": "GET", "path": "/profiles/1856?x=1"}) == "GET /profiles/{id}"
+    assert endpoint_of({"method": "POST", "path": "/profiles/7/availability"}) == "POST /profiles/{id}/availability"
+    r = ReplayResult(latency_ms={"a": 10.0, "b": 40.0}, correct={"a": True, "b": True},
+                     endpoint={"a": "GET /search", "b": "GET /stats/skills"})
+    inc = scores_from([r])
+    assert inc.info["endpoint_p95_ms"] == {"GET /search": 10.0, "GET /stats/skills": 40.0}
+    assert inc.info["gm_p95_ms"] == pytest.approx(20.0)
+    # the stats endpoint 4x faster, search unchanged: credited by its factor, sqrt(1 x 1/4) = 0.5
+    faster = scores_from([ReplayResult(latency_ms={"a": 10.0, "b": 10.0}, correct={"a": True, "b": True},
+                                       endpoint=r.endpoint)])
+    assert gm_ratio(faster.info, inc.info) == pytest.approx(0.5)

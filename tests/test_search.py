@@ -169,3 +169,19 @@ def test_the_trials_hook_feeds_every_screened_config_to_the_sampler_and_to_dedup
         IterationRecord(iter=0, status="keep", params={"m": "a"}, score=5.0, info={"screened": ["b"]})])
     for cls in (OptunaProposer, RandomProposer):
         assert cls(space, seed=0, trials=trials).propose(h).params == {"m": "c"}
+
+
+def test_neighbours_change_one_knob_of_the_best_config_so_far():
+    space = {"a": ("cat", ["x", "y", "z"]), "b": ("cat", [False, True]), "n": ("int", 1, 50)}
+    best = {"a": "y", "b": True, "n": 7}
+    h = History(run_id="t", direction="min", iterations=[
+        IterationRecord(iter=0, status="keep", params={"a": "x", "b": False, "n": 1}, score=9.0),
+        IterationRecord(iter=1, status="keep", params=best, score=1.0),
+        IterationRecord(iter=2, status="revert", params={"a": "z", "b": False, "n": 40}, score=5.0)])
+    c = OptunaProposer(space, seed=4, batch=4, neighbours=2, explore=1, n_startup_trials=1).propose(h)
+    assert c.description.endswith("(1 tpe + 2 neighbours + 1 random), measure the best in full")
+    local = c.params["alternatives"][:2]
+    for p in local:
+        assert sum(p[k] != best[k] for k in space) == 1, p  # one knob away from the best
+    with pytest.raises(TargetError, match="at least one"):
+        OptunaProposer(space, batch=4, neighbours=2, explore=2)

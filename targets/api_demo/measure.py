@@ -56,6 +56,7 @@ def measure_interleaved(services: list[ServiceProcess], calls: list[dict], repea
             for i in order:
                 r = replay(services[i].port, chunk, concurrency)
                 merged[i].block.update({cid: b for cid in r.latency_ms})
+                merged[i].endpoint.update(r.endpoint)
                 merged[i].latency_ms.update(r.latency_ms)
                 merged[i].correct.update(r.correct)
                 merged[i].errors.update(r.errors)
@@ -73,9 +74,15 @@ def scores_from(results: list[ReplayResult], info: dict[str, Any] | None = None)
     p50, p95, p99 = (percentile(lat, q) for q in (50, 95, 99))
     score = p95 / correctness if correctness > 0 else math.inf
     wrong = sorted({cid for r in results for cid, good in r.correct.items() if not good})
+    by_ep: dict[str, list[float]] = {}
+    for r in results:
+        for cid, ms in r.latency_ms.items():
+            by_ep.setdefault(r.endpoint.get(cid, "?"), []).append(ms)
+    ep_p95 = {ep: round(percentile(v, 95), 3) for ep, v in sorted(by_ep.items())}
     errs = {cid: e for r in results for cid, e in r.errors.items()}
     summary = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "p99_ms": round(p99, 3),
                "mean_ms": round(sum(lat) / len(lat), 3) if lat else math.nan,
+               "endpoint_p95_ms": ep_p95, "gm_p95_ms": round(_geomean(ep_p95.values()), 4),
                "correctness": round(correctness, 4), "repeats": len(results), "calls": len(lat),
                "wrong_calls": wrong[:20], **(info or {})}
     return Scores(
@@ -85,6 +92,22 @@ def scores_from(results: list[ReplayResult], info: dict[str, Any] | None = None)
         info=summary,
         feedback=[{"call": cid, "error": errs.get(cid, "")} for cid in wrong[:50]],
     )
+
+
+def _geomean(values) -> float:
+    vals = [max(float(v), 1e-6) for v in values]
+    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else math.nan
+
+
+def gm_ratio(cand_info: dict[str, Any], inc_info: dict[str, Any]) -> float:
+    """Geometric mean over endpoints of p95(candidate) / p95(incumbent).
+
+    What a sampler learns from: p95 over the whole mix is held up by the slowest endpoint, so fixing one
+    endpoint while another stays slow barely moves it; this ratio credits every endpoint's fix by its
+    factor, whatever that endpoint's share of the calls."""
+    a, b = cand_info.get("endpoint_p95_ms") or {}, inc_info.get("endpoint_p95_ms") or {}
+    common = sorted(a.keys() & b.keys())
+    return round(_geomean(a[k] / max(b[k], 1e-6) for k in common), 4) if common else math.nan
 
 
 def paired_compare(services: list[ServiceProcess], calls: list[dict], repeats: int, concurrency: int,
@@ -124,6 +147,6 @@ def paired_compare(services: list[ServiceProcess], calls: list[dict], repeats: i
     if res is not None:
         point, lo, hi, _ = res
         cand.info.update({"p95_ratio": round(point, 4), "p95_ratio_ci": [round(lo, 4), round(hi, 4)],
-                          "mean_ratio": round(cand.info["mean_ms"] / max(inc.info["mean_ms"], 1e-9), 4),
+                          "gm_ratio": gm_ratio(cand.info, inc.info),
                           "clears_noise": hi < 1 - float(bootstrap.get("threshold", 0.0))})
     return inc, cand

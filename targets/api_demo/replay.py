@@ -25,6 +25,7 @@ class ReplayResult:
     correct: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # call id -> transport error / status
     block: dict[str, int] = field(default_factory=dict)  # call id -> interleaving block it was measured in
+    endpoint: dict[str, str] = field(default_factory=dict)  # call id -> "GET /profiles/{id}"
 
     def p(self, q: float) -> float:
         return percentile(list(self.latency_ms.values()), q)
@@ -100,6 +101,12 @@ class _Client:
             c.close()
 
 
+def endpoint_of(call: dict) -> str:
+    """The endpoint a call exercises: method and path with numeric segments and the query left out."""
+    path = call["path"].split("?", 1)[0]
+    return call.get("method", "GET") + " " + "/".join("{id}" if seg.isdigit() else seg for seg in path.split("/"))
+
+
 def replay(port: int, calls: list[dict], concurrency: int = 4, timeout_s: float = 10.0) -> ReplayResult:
     res = ReplayResult()
     client = _Client(port, timeout_s)
@@ -107,6 +114,7 @@ def replay(port: int, calls: list[dict], concurrency: int = 4, timeout_s: float 
     def one(c: dict) -> None:
         ms, status, obj, err = client.call(c)
         res.latency_ms[c["id"]] = ms
+        res.endpoint[c["id"]] = endpoint_of(c)
         if err:
             res.errors[c["id"]] = err
             res.correct[c["id"]] = False
