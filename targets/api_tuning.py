@@ -1,6 +1,6 @@
 """API performance tuning: find the fastest correct configuration of the demo profile API.
 
-    autoloop run targets/api_tuning.py --max-iters 15 --patience 6
+    autoloop run targets/api_tuning.py          (stops at a plateau: 12 iterations without a keep)
 
 Score (minimise) = p95 latency in ms over all replayed calls / correctness, where correctness is the
 share of responses whose sha256 matches gold/api_calls.jsonl (computed by an independent Python
@@ -16,14 +16,17 @@ early (see api_demo/measure.py). The run stops at a plateau: `patience` iteratio
 The state dir holds config.json (the knobs, see api_demo/config.py). The database (~2e5 profiles) is
 generated once, seeded, into runs/api_demo/ (or $AUTOLOOP_API_DEMO_CACHE).
 
-Proposers: Optuna TPE over api_demo/config.py's SPACE (default without an API key); with ANTHROPIC_API_KEY
-set, an LLM reads the space and the history and proposes the next config (autoloop.search.LLMSearchProposer,
-capped by --max-cost; TPE takes over for any reply that is not a new point of the space).
+Proposers: each iteration screens a batch of 6 configs in the run phase (incumbent + 6 services, one
+interleaved replay; the fastest config with all answers correct is written and measured in full; see run()):
+2 from Optuna TPE over api_demo/config.py's SPACE, 2 one-knob neighbours of the best configs so far, 2
+uniformly random (default without an API key). With ANTHROPIC_API_KEY set, an LLM reads the space and the
+history and names the first config (autoloop.search.LLMSearchProposer, capped by --max-cost; TPE takes over
+for any reply that is not a new point of the space).
 
 Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm,
 API_TUNING_SEED, API_TUNING_ROWS, API_TUNING_CALLS, API_TUNING_REPEATS, API_TUNING_BATCH (configs
-screened per iteration, 6), API_TUNING_EXPLORE (how many of them are uniformly random, a third; another third are one-knob
-neighbours of the best configs so far: API_TUNING_NEIGHBOURS).
+screened per iteration, 6), API_TUNING_EXPLORE (how many are uniformly random, a third of the batch),
+API_TUNING_NEIGHBOURS (how many are one-knob neighbours of the best so far, a third of the batch).
 """
 from __future__ import annotations
 
