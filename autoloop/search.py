@@ -26,6 +26,7 @@ tried are never proposed again.
 """
 from __future__ import annotations
 
+import abc
 import json
 import math
 import random
@@ -140,8 +141,9 @@ def default_value(rec: IterationRecord, history: History | None = None) -> float
     return float(rec.score)
 
 
-class _Base:
+class _Base(abc.ABC):
     label = "search"
+    _mix: tuple[int, int, int] = (0, 0, 0)  # (sampler, neighbours, random) members of the last batch asked
 
     def __init__(self, space: SearchSpace | dict, seed: int = 0, defaults: dict[str, Any] | None = None,
                  value: Callable[[IterationRecord, History], float | None] = default_value,
@@ -191,9 +193,9 @@ class _Base:
         what = ", ".join(changed) if changed else "same as incumbent"
         return Candidate(params=params, description=f"{how}: {what}")
 
+    @abc.abstractmethod
     def ask(self, history: History, n: int) -> list[dict[str, Any]]:
-        """n distinct configs never tried before (subclasses)."""
-        raise NotImplementedError
+        """n distinct configs never tried before."""
 
     def propose(self, history: History) -> Candidate:
         """One config; with batch=k > 1 the others ride along as params["alternatives"], for a target
@@ -201,8 +203,8 @@ class _Base:
         configs = self.ask(history, self.batch)
         if self.batch == 1:
             return self._candidate(configs[0], history, self._how)
-        explore, local = getattr(self, "explore", 0), getattr(self, "neighbours", 0)
-        parts = [f"{len(configs) - explore - local} {self.label}"] + ([f"{local} neighbours"] if local else []) \
+        model, local, explore = self._mix if sum(self._mix) == len(configs) else (len(configs), 0, 0)
+        parts = ([f"{model} {self.label}"] if model else []) + ([f"{local} neighbours"] if local else []) \
             + ([f"{explore} random"] if explore else [])
         mix = f" ({' + '.join(parts)})" if len(parts) > 1 else ""
         return Candidate(params={**configs[0], "alternatives": configs[1:]},
@@ -326,6 +328,7 @@ class OptunaProposer(_Base):
                 val = known[k]
                 study.tell(trial, val, state=TrialState.COMPLETE if val is not None else TrialState.FAIL)
         self._how = self.label if len(out) == n_model else f"{self.label} (random fallback)"
+        n_sampled = len(out)
         rng = random.Random(f"{self.seed}:{history.next_iter}:local")
         ranked = sorted((v, i) for i, (_, v) in enumerate(past) if v is not None and math.isfinite(v))
         if history.direction == "max":
@@ -336,11 +339,13 @@ class OptunaProposer(_Base):
                 break
             batch.add(self.space.key(self.normalize(p)))
             out.append(p)
+        n_neighbours = len(out) - n_sampled  # fewer than asked before any config has a value: random fills in
         rng = random.Random(f"{self.seed}:{history.next_iter}:explore")
         while len(out) < n:
             p = self._random_unseen(rng, set(known) | batch)
             batch.add(self.space.key(self.normalize(p)))
             out.append(p)
+        self._mix = (n_sampled, n_neighbours, n - n_sampled - n_neighbours)
         return out
 
 
@@ -376,6 +381,10 @@ class LLMSearchProposer(_Base):
         self.fallback = fallback or OptunaProposer(space, seed=seed, defaults=defaults, value=value,
                                                    normalize=normalize, describe=describe, trials=trials, batch=batch)
         self._client, self.context, self.n_history, self.max_tokens = client, context, n_history, max_tokens
+
+    def ask(self, history: History, n: int) -> list[dict[str, Any]]:
+        """Configs without the LLM (the fallback's), e.g. to fill a batch."""
+        return self.fallback.ask(history, n)
 
     @property
     def client(self) -> Any:

@@ -263,21 +263,37 @@ def _remove_stale(tmp_root: Path) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
+def _env_int(name: str, default: int | None, low: int = 0) -> int | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = low - 1
+    if v < low:
+        raise TargetError(f"environment {name}={raw!r}: must be a whole number >= {low}; fix or unset it")
+    return v
+
+
 def _from_env() -> ApiTuning:
-    rows = int(os.environ.get("API_TUNING_ROWS") or DEFAULT_ROWS)
-    calls = int(os.environ.get("API_TUNING_CALLS") or DEFAULT_CALLS)
+    rows = _env_int("API_TUNING_ROWS", DEFAULT_ROWS, 100)
+    calls = _env_int("API_TUNING_CALLS", DEFAULT_CALLS, 10)
     gold = GOLD
     if (rows, calls) != (DEFAULT_ROWS, DEFAULT_CALLS):  # a smaller benchmark, built once into the cache
         gold = data.default_cache_dir() / f"gold-r{rows}-s{DEFAULT_SEED}-c{calls}.jsonl"
         if not gold.exists():
             write_gold(gold, rows, DEFAULT_SEED, calls)
-    return ApiTuning(gold=gold, repeats=int(os.environ.get("API_TUNING_REPEATS") or 8),
-                     batch=int(os.environ.get("API_TUNING_BATCH") or 6),
-                     explore=int(os.environ["API_TUNING_EXPLORE"]) if os.environ.get("API_TUNING_EXPLORE") else None,
-                     neighbours=(int(os.environ["API_TUNING_NEIGHBOURS"]) if os.environ.get("API_TUNING_NEIGHBOURS")
-                                 else None),
-                     proposer=os.environ.get("API_TUNING_PROPOSER") or "auto",
-                     seed=int(os.environ.get("API_TUNING_SEED") or 0))
+    try:
+        return ApiTuning(gold=gold, repeats=_env_int("API_TUNING_REPEATS", 8, 1),
+                         batch=_env_int("API_TUNING_BATCH", 6, 1), explore=_env_int("API_TUNING_EXPLORE", None),
+                         neighbours=_env_int("API_TUNING_NEIGHBOURS", None),
+                         proposer=os.environ.get("API_TUNING_PROPOSER") or "auto",
+                         seed=_env_int("API_TUNING_SEED", 0))
+    except TargetError as e:
+        if "OptunaProposer" not in str(e):
+            raise
+        raise TargetError(f"{e} (set by API_TUNING_BATCH / API_TUNING_EXPLORE / API_TUNING_NEIGHBOURS)") from None
 
 
 target = _from_env()

@@ -265,3 +265,16 @@ def test_endpoints_and_the_geometric_mean_ratio_the_sampler_learns():
     faster = scores_from([ReplayResult(latency_ms={"a": 10.0, "b": 10.0}, correct={"a": True, "b": True},
                                        endpoint=r.endpoint)])
     assert gm_ratio(faster.info, inc.info) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("env, says", [({"API_TUNING_BATCH": "abc"}, "API_TUNING_BATCH='abc': must be a whole number"),
+                                       ({"API_TUNING_EXPLORE": "9"}, "explore=9 + neighbours=0 must leave")])
+def test_bad_environment_overrides_are_one_line_errors_and_write_nothing(tmp_path, env, says):
+    import os
+    import subprocess
+
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "autoloop", "run", "targets/api_tuning.py", "--no-progress"], cwd=ROOT,
+                       env={**os.environ, "AUTOLOOP_RUNS_DIR": str(runs), **env}, capture_output=True, text=True)
+    assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not runs.exists() or not any(runs.iterdir())

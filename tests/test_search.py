@@ -185,3 +185,10 @@ def test_neighbours_change_one_knob_of_the_best_config_so_far():
         assert sum(p[k] != best[k] for k in space) == 1, p  # one knob away from the best
     with pytest.raises(TargetError, match="at least one"):
         OptunaProposer(space, batch=4, neighbours=2, explore=2)
+
+
+def test_the_description_names_the_batch_as_it_was_drawn():
+    """Before any config has a value there is no best to take neighbours of: random fills in, and says so."""
+    space = {"a": ("cat", ["x", "y", "z"]), "n": ("int", 1, 50)}
+    c = OptunaProposer(space, seed=1, batch=4, neighbours=2, explore=1).propose(History(run_id="t", direction="min"))
+    assert c.description == "tpe: screen 4 configs (1 tpe + 3 random), measure the best in full"
