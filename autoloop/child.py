@@ -58,7 +58,7 @@ def main(spec_path: str) -> int:
             target.run(Candidate.from_json(args["candidate"]), Path(args["state"]), float(args["deadline"]))
             value = None
         elif method == "score":
-            value = _scores(target.score(Path(args["state"]), Path(args["gold"])), Scores)
+            value = _scores(target.score(Path(args["state"]), Path(args["gold"]), **(args.get("options") or {})), Scores)
         elif method == "compare":
             inc, cand = target.compare(Path(args["incumbent"]), Path(args["candidate"]), Path(args["gold"]))
             value = {"incumbent": _scores(inc, Scores), "candidate": _scores(cand, Scores)}

@@ -329,6 +329,67 @@ def checkout(ctx: click.Context, tag: str, dest: Path) -> None:
     click.echo(f"materialised {tag} into {dest}")
 
 
+@main.command("eval")
+@click.argument("checkpoint")
+@click.option("--target", "target_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Target file whose score() is used (default: the run's own target; required for a folder).")
+@click.option("--gold", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Any gold JSONL file.")
+@click.option("--split", default=None, help="A gold split the target names in `gold_splits` (e.g. sealed, synthetic).")
+@click.option("--constrained", is_flag=True, help="Ask score() for structured decoding (targets that support it).")
+@click.option("--worst", type=int, default=10, show_default=True, help="How many of the worst items to print.")
+@click.option("--budget-s", type=float, default=None, help="Deadline of the scoring child (default: the target's score budget).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def eval_cmd(ctx: click.Context, checkpoint: str, target_file: Path | None, gold: Path | None, split: str | None,
+             constrained: bool, worst: int, budget_s: float | None, as_json: bool) -> None:
+    """Score CHECKPOINT (a tag, a run's best, or a folder) on a gold file; recorded as an evaluation.
+
+    \b
+    autoloop eval autoloop/RUN/best --split sealed
+    autoloop eval RUN --gold my_ads.jsonl --constrained
+    autoloop eval ./ship --target targets/sfia_grpo.py --split synthetic
+    """
+    from autoloop.evaluate import evaluate
+
+    options = {"constrained": True} if constrained else {}
+    try:
+        ev = evaluate(_runs_dir(ctx), checkpoint, target_file=target_file, gold=gold, split=split, options=options,
+                      budget_s=budget_s, on_phase=None if as_json else (lambda m: click.echo(m, err=True)))
+    except TargetError as e:
+        _fail(str(e))
+    s = ev.scores
+    out = {"eval_id": ev.eval_id, "checkpoint": ev.checkpoint.label, "run_id": ev.checkpoint.run_id,
+           "commit": ev.checkpoint.commit, "gold": str(ev.gold), "split": ev.split, "options": ev.options,
+           "status": ev.status, "error": ev.error or None, "score": s.score if s else None,
+           "components": s.components if s else {}, "items": len(s.items) if s else 0,
+           "duration_s": round(ev.duration_s, 1)}
+    if as_json:
+        click.echo(json.dumps(out, default=str))
+    else:
+        click.echo(f"{ev.eval_id}: {ev.checkpoint.label} on {ev.gold}" + (f" (split {ev.split})" if ev.split else "")
+                   + (f" options {ev.options}" if ev.options else ""))
+        if ev.status != "ok":
+            click.echo(f"  status {ev.status}: {(ev.error.strip().splitlines() or [''])[-1][:300]}")
+        else:
+            click.echo(f"  score {_cell(s.score)} over {len(s.items)} items in {ev.duration_s:.0f} s")
+            for k, v in s.components.items():
+                click.echo(f"    {k:<22} {_cell(v)}")
+            shown = ev.feedback[:worst] if ev.feedback else [
+                {"id": k, "score": v} for k, v in ev.worst_items(worst)]
+            if shown and worst > 0:
+                click.echo(f"  worst {len(shown)} items:")
+                for f in shown:
+                    val = f.get("score", (f.get("components") or {}).get("forge_score", s.items.get(f.get("id"))))
+                    line = f"    {f.get('id')}: {_cell(val)}"
+                    if f.get("actual") is not None:
+                        line += f"  expected {json.dumps(f.get('expected'), default=str)[:120]}"
+                        line += f"  got {str(f.get('actual'))[:120]!r}"
+                    click.echo(line)
+        click.echo(f"  recorded: autoloop sql \"select * from evaluations where eval_id = '{ev.eval_id}'\"")
+    if ev.status != "ok":
+        sys.exit(1)
+
+
 @main.group()
 def db() -> None:
     """The DuckDB history file."""

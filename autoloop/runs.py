@@ -36,7 +36,7 @@ from autoloop.context import LLM_CALLS_FILE
 from autoloop.decide import StopLimits
 from autoloop.journal import JOURNAL, Journal, read_events
 from autoloop.progress import Display
-from autoloop.target import TargetError, gold_path, load_target, sha256_file
+from autoloop.target import TargetError, gold_path, load_target, refuse_sealed_gold, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
             "anthropic", "optuna", "httpx", "numpy")
@@ -220,6 +220,7 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
         settings.patience = int(getattr(target, "patience", None) or DEFAULT_PATIENCE)
     tpath = Path(target_path).resolve()
     gold = gold_path(target, tpath)
+    refuse_sealed_gold(target, tpath)
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     if run_id is None:
         base = f"{target.name}-{time.strftime('%Y%m%d-%H%M%S')}"

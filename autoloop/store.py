@@ -93,7 +93,19 @@ def _create_views(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial]
+def _m2_evaluations(con: duckdb.DuckDBPyConnection) -> None:
+    """`autoloop eval` results: a checkpoint scored on a gold file outside the loop (never an iteration)."""
+    con.execute("""
+    CREATE TABLE evaluations (
+        eval_id VARCHAR PRIMARY KEY, ts TIMESTAMP, run_id VARCHAR, checkpoint VARCHAR, commit VARCHAR,
+        target_path VARCHAR, target_sha256 VARCHAR, gold_path VARCHAR, gold_sha256 VARCHAR, split VARCHAR,
+        options VARCHAR, status VARCHAR, error VARCHAR, duration_s DOUBLE, score DOUBLE, components VARCHAR,
+        info VARCHAR);
+    CREATE TABLE eval_items (eval_id VARCHAR, item_id VARCHAR, value DOUBLE, PRIMARY KEY (eval_id, item_id));
+    """)
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -232,6 +244,44 @@ def sync_run(db_path: Path, run_dir: Path, events: list[dict[str, Any]] | None =
         con.close()
 
 
+def sync_evaluations(db_path: Path, runs_dir: Path, timeout_s: float = 10.0) -> bool:
+    """Apply the evaluations journal (`runs/evaluations.jsonl`) rows DuckDB lacks; idempotent."""
+    from autoloop.evaluate import EVAL_JOURNAL
+
+    path = Path(runs_dir) / EVAL_JOURNAL
+    events = read_events(path)
+    if not events:
+        return True
+    try:
+        con = connect(db_path, timeout_s=timeout_s)
+    except duckdb.Error as e:
+        if not _locked(e):
+            raise
+        print(f"autoloop: DuckDB busy ({e}); {path} keeps the evaluation, the next write applies it", file=sys.stderr)
+        return False
+    try:
+        migrate(con)
+        have = {r[0] for r in con.execute("SELECT eval_id FROM evaluations").fetchall()}
+        pending = [e for e in events if e.get("eval_id") not in have]
+        if not pending:
+            return True
+        con.execute("BEGIN")
+        for e in pending:
+            con.execute("INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [
+                e["eval_id"], _ts(e.get("ts")), e.get("run_id"), e.get("checkpoint"), e.get("commit"),
+                e.get("target_path"), e.get("target_sha256"), e.get("gold_path"), e.get("gold_sha256"),
+                e.get("split"), _j(e.get("options")), e.get("status"), e.get("error"), _f(e.get("duration_s")),
+                _f(e.get("score")), _j(e.get("components")), _j(e.get("info"))])
+            items = [[e["eval_id"], k, _f(v)] for k, v in (e.get("items") or {}).items()]
+            if items:
+                con.execute("INSERT INTO eval_items VALUES " + ",".join(["(?,?,?)"] * len(items)),
+                            [v for row in items for v in row])
+        con.execute("COMMIT")
+        return True
+    finally:
+        con.close()
+
+
 def rebuild(db_path: Path, runs_dir: Path) -> int:
     """Recreate the database from every journal under runs_dir; atomic (built aside, then renamed)."""
     tmp = Path(str(db_path) + ".rebuild")
@@ -241,7 +291,8 @@ def rebuild(db_path: Path, runs_dir: Path) -> int:
     for journal in sorted(Path(runs_dir).glob(f"*/{JOURNAL}")):
         sync_run(tmp, journal.parent)
         n += 1
-    if n == 0:
+    sync_evaluations(tmp, Path(runs_dir))
+    if not tmp.exists():
         con = connect(tmp)
         migrate(con)
         con.close()

@@ -232,6 +232,17 @@ def validate_target(t: Any, p: Path | str = "<target>") -> None:
             raise TargetError(f"{p}: {e}") from None
 
 
+def refuse_sealed_gold(t: Any, target_file: Path) -> None:
+    """A target may name gold splits (`gold_splits = {name: path}`) and seal some (`sealed_splits`): a sealed
+    split is a test set only `autoloop eval --split NAME` reads; the loop must never score it."""
+    splits = dict(getattr(t, "gold_splits", None) or {})
+    gold = gold_path(t, target_file)
+    for name in getattr(t, "sealed_splits", None) or ():
+        if name in splits and gold_path(type("G", (), {"gold": splits[name]})(), target_file) == gold:
+            raise TargetError(f"{target_file}: target.gold is the sealed split {name!r} ({gold}); the loop never "
+                              f"scores it: point gold at another split and read it with `autoloop eval --split {name}`")
+
+
 def gold_path(t: Any, target_file: Path | None = None) -> Path:
     gp = Path(t.gold)
     if not gp.is_absolute() and target_file is not None and not gp.exists():
