@@ -84,12 +84,16 @@ class SfiaGRPO:
 
     # -- engine hooks (engine process: no MLX here) ------------------------------------------------
     def check(self) -> None:
-        from sfia.contamination import assert_no_contamination
+        from sfia.contamination import assert_no_contamination, assert_no_shared_text
 
+        splits = [Path(g) for g in getattr(self, "gold_splits", {}).values()]
+        golds = list(dict.fromkeys([Path(self.gold)] + [g for g in splits if g.exists()]))  # every gold split present
         for f in (self.train_file, self.dev_file):
             if not Path(f).exists():
                 raise TargetError(f"{f}: training data missing; run `python targets/sfia/generate.py`")
-            assert_no_contamination(f, self.gold)
+            for g in golds:
+                assert_no_contamination(f, g)
+            assert_no_shared_text(f, golds)
 
     def child_env(self) -> dict:
         from autoloop.mlx.blas import blas_env

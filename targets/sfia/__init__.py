@@ -6,6 +6,7 @@ Modules, each with one job and no heavy imports (no mlx) so the engine process c
     forge_score     the reward / score: forge_score and its five components
     prompting       the system prompt, chat messages, JSONL loading
     contamination   refuse training data that overlaps the gold set
+    phrasebank      the generator's wording: activity phrasings, level statements, noise (train / held-out)
     generate        the seeded generator of the synthetic gold, train and dev files
 """
 from pathlib import Path

@@ -1,4 +1,9 @@
-"""Domain vocabulary for the synthetic data: the working skill subset, cue phrases and level cues.
+"""The FIRST generator's vocabulary: the working skill subset, cue phrases and level cues (now retired).
+
+The data generator no longer uses this file: since the phrase bank (sfia/phrasebank.py) replaced it, the
+model stopped learning these 99 phrases verbatim. It stays because check_gold.py rejects realistic gold
+that uses these phrases, and because tests check the phrase bank never reuses them. The text below
+describes how the first generator used it.
 
 Everything here is our own wording. Gold and training data share this vocabulary on purpose: mapping
 "building and running data pipelines" to DENG, or "under close supervision" to level 1, is the domain
