@@ -7,7 +7,10 @@ One engine iteration is one training cycle, as in the seed's model factory:
   and optimizer state, train until the deadline, save the adapter (mlx-lm format: adapters.safetensors +
   adapter_config.json, plus optimizer.safetensors and trainer_state.json so a resumed run continues exactly),
   and measure JSON validity on a small *dev* split (never gold).
-- **score** (child process): greedy replies for all 200 gold items, forge_score per item and its components.
+- **score** (child process): greedy replies for every item of the realistic gold set (`gold/sfia_real.jsonl`:
+  hand-written job adverts and CV statements, see gold/README.md), forge_score per item and its components.
+  The synthetic split (`--split synthetic`) and the sealed test split (`--split sealed`, never scored by the
+  loop) are read only by `autoloop eval`.
 - **propose**: supervised warm-start (LoRA SFT on the teacher-style replies) while dev JSON validity is below
   `sft_until_json`; then GRPO (group of 8, forge_score components as the reward). After a revert it halves
   the learning rate and draws a new seed, and says so in the description.
@@ -52,7 +55,12 @@ class SfiaGRPO:
     model: str = _env("SFIA_MODEL", "smollm2")
     budget_s: float = _env("SFIA_BUDGET_S", 300.0, float)  # one training cycle
     score_budget_s: float = _env("SFIA_SCORE_BUDGET_S", 1200.0, float)  # 200 gold replies on a CPU
-    gold: Path = HERE.parent / "gold" / "sfia_gold.jsonl"
+    gold: Path = HERE.parent / "gold" / "sfia_real.jsonl"  # realistic, hand-labelled (the loop's exam)
+    gold_splits: dict = field(default_factory=lambda: {
+        "real": HERE.parent / "gold" / "sfia_real.jsonl",
+        "synthetic": HERE.parent / "gold" / "sfia_gold.jsonl",  # generator-written, held-out phrasings
+        "sealed": HERE.parent / "gold" / "sealed" / "sfia_real_test.jsonl"})  # only `autoloop eval --split sealed`
+    sealed_splits: tuple = ("sealed",)
     train_file: Path = HERE / "sfia" / "data" / "train.jsonl"
     dev_file: Path = HERE / "sfia" / "data" / "dev.jsonl"
     # LoRA on all seven projections of every layer
@@ -62,7 +70,8 @@ class SfiaGRPO:
     sft_until_json: float = 0.9
     sft_lr: float = _env("SFIA_SFT_LR", 2e-4, float)
     sft_batch_size: int = 4
-    # stage 2: GRPO
+    # stage 2: GRPO; after the warm-up, cycles alternate GRPO and SFT ("alternate") or run GRPO only ("grpo")
+    after_warmup: str = _env("SFIA_AFTER_WARMUP", "alternate")
     grpo_lr: float = _env("SFIA_GRPO_LR", 2e-5, float)
     group_size: int = 8
     loss_type: str = "dapo"  # grpo | dr_grpo | dapo (token-level)
@@ -70,8 +79,8 @@ class SfiaGRPO:
     temperature: float = 1.0
     max_completion_tokens: int = 112
     # evaluation
-    max_reply_tokens: int = _env("SFIA_MAX_REPLY_TOKENS", 112, int)  # teacher replies are <= 96 tokens
-    eval_batch_size: int = 20
+    max_reply_tokens: int = _env("SFIA_MAX_REPLY_TOKENS", 112, int)  # teacher replies are <= 110 tokens
+    eval_batch_size: int = 30  # larger batches amortise prompt processing of long adverts on a CPU
     dev_items: int = _env("SFIA_DEV_ITEMS", 20, int)
     gold_limit: int | None = _env("SFIA_GOLD_LIMIT", None, int)  # for smoke tests only; None = all 200
     reserve_s: float = 60.0  # of the run budget, kept for saving and the dev check
@@ -79,6 +88,8 @@ class SfiaGRPO:
     # engine
     guards: dict = field(default_factory=lambda: {"json_validity": 0.05})  # never ship broken JSON for a win
     min_delta: float = 0.002
+    # keep only when the paired bootstrap over per-item forge_scores clears zero: a one-sided 95% test
+    bootstrap: dict = field(default_factory=lambda: {"stat": "diff", "confidence": 0.90, "resamples": 2000})
     show_columns: list = field(default_factory=lambda: ["forge_score", *COMPONENTS, "dev_json_validity", "stage_grpo"])
     large_file_mb: float = 1.0
 
@@ -111,21 +122,32 @@ class SfiaGRPO:
         (state / "train_state.json").write_text(json.dumps({"stage": "base", "cycles": 0}, indent=1) + "\n")
 
     def propose(self, history) -> Candidate:
+        """Warm-up: SFT until dev JSON validity reaches `sft_until_json`. After it, `after_warmup` decides:
+        "alternate" (default) tries GRPO and more SFT in turn from the same kind of incumbent, so the history
+        answers whether GRPO adds a gain over more SFT on the realistic gold; "grpo" runs GRPO only."""
         inc = history.incumbent
         prev = inc.params if inc and inc.params else {}
         dev_json = (inc.components.get("dev_json_validity") if inc else None) or 0.0
-        stage = "sft" if dev_json < self.sft_until_json else "grpo"
+        if dev_json < self.sft_until_json:
+            stage, phase = "sft", "warmup"
+            why = f"warm-up: dev JSON validity {dev_json:.2f} < {self.sft_until_json}"
+        else:
+            phase = "compare"
+            done = [r for r in history if r.iter > 0 and r.status != "interrupted"
+                    and (r.params or {}).get("phase") == "compare"]
+            stage = "grpo" if self.after_warmup == "grpo" or len(done) % 2 == 0 else "sft"
+            why = (f"dev JSON validity {dev_json:.2f} >= {self.sft_until_json}; "
+                   + ("GRPO only" if self.after_warmup == "grpo" else f"A/B cycle {len(done) + 1}: GRPO and SFT alternate"))
         base_lr = self.sft_lr if stage == "sft" else self.grpo_lr
         failed = [r for r in history.since_last_keep() if r.status != "interrupted"]
-        same_stage_fails = [r for r in failed if r.params.get("stage") == stage]
+        same_stage_fails = [r for r in failed if (r.params or {}).get("stage") == stage]
         lr = base_lr * (0.5 ** len(same_stage_fails))
         seed = self.seed + history.next_iter
-        why = f"dev JSON validity {dev_json:.2f} {'<' if stage == 'sft' else '>='} {self.sft_until_json}"
         desc = f"{stage.upper()} cycle, lr {lr:.2g}, seed {seed} ({why})"
         if same_stage_fails:
             last = same_stage_fails[-1]
-            desc += f"; after {len(same_stage_fails)} revert(s) (last: {last.status}) lr halved and new seed"
-        return Candidate(params={"stage": stage, "lr": lr, "seed": seed,
+            desc += f"; after {len(same_stage_fails)} {stage.upper()} revert(s) (last: {last.status}) lr halved and new seed"
+        return Candidate(params={"stage": stage, "phase": phase, "lr": lr, "seed": seed,
                                  "reset_optimizer": prev.get("stage") not in (None, stage)}, description=desc)
 
     # -- child process: train one cycle ---------------------------------------------------------------
@@ -182,11 +204,15 @@ class SfiaGRPO:
         if dev_json is None:  # no time left to check: keep the last measurement rather than invent one
             dev_json = prev.get("dev_json_validity", 0.0)
         summary = {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
+        if stats.get("groups"):  # groups whose 8 rewards were all equal teach nothing: a stalled stage shows here
+            summary["zero_spread_share"] = round(stats.get("skipped_groups", 0) / stats["groups"], 4)
         (state / "train_state.json").write_text(json.dumps({
             "stage": stage, "cycles": int(prev.get("cycles", 0)) + 1, "lr": lr, "seed": seed, "step": step,
             "dev_json_validity": dev_json, "last_cycle": summary,
             "reward_first_last": [stats["rewards"][0], stats["rewards"][-1]] if stats.get("rewards") else None,
             "loss_first_last": [stats["losses"][0], stats["losses"][-1]] if stats.get("losses") else None,
+            "reward_curve": _downsample(stats.get("rewards") or [], 40),
+            "loss_curve": _downsample(stats.get("losses") or [], 40),
             "finished_at": time.time()}, indent=1, default=str) + "\n")
 
     def _dev_json_validity(self, model, tok, deadline: float) -> float | None:
@@ -210,7 +236,9 @@ class SfiaGRPO:
         return valid / seen if seen else None
 
     # -- child process: the exam -----------------------------------------------------------------------
-    def score(self, state: Path, gold: Path) -> Scores:
+    def score(self, state: Path, gold: Path, constrained: bool = False) -> Scores:
+        """constrained=True (`autoloop eval --constrained`): structured decoding, every reply schema-valid JSON
+        with real SFIA codes (sfia/constrained.py); the loop itself scores unconstrained."""
         from autoloop.mlx.generation import generate_batch_with_stats, load_model
         from sfia.forge_score import aggregate, reward_components
         from sfia.prompting import build_messages, load_jsonl
@@ -220,8 +248,15 @@ class SfiaGRPO:
         items = load_jsonl(gold, required=("id", "input", "skills"))
         if self.gold_limit:
             items = items[: self.gold_limit]
-        replies, gen = generate_batch_with_stats(model, tok, [build_messages(ex["input"]) for ex in items],
-                                                 max_tokens=self.max_reply_tokens, batch_size=self.eval_batch_size)
+        chats = [build_messages(ex["input"]) for ex in items]
+        if constrained:
+            from sfia.constrained import generate_constrained
+
+            replies, gen = generate_constrained(model, tok, chats, max_tokens=self.max_reply_tokens,
+                                                batch_size=self.eval_batch_size)
+        else:
+            replies, gen = generate_batch_with_stats(model, tok, chats, max_tokens=self.max_reply_tokens,
+                                                     batch_size=self.eval_batch_size)
         comps = [reward_components(r, ex) for r, ex in zip(replies, items)]
         agg = aggregate(comps)
         ts = json.loads((state / "train_state.json").read_text()) if (state / "train_state.json").exists() else {}
@@ -233,9 +268,21 @@ class SfiaGRPO:
             score=agg["forge_score"], components=components,
             items={ex["id"]: c["forge_score"] for ex, c in zip(items, comps)},
             info={"stage": ts.get("stage", "base"), "cycles": ts.get("cycles", 0), "step": ts.get("step", 0),
-                  "generation": gen, "last_cycle": ts.get("last_cycle")},
+                  "generation": gen, "last_cycle": ts.get("last_cycle"), "reward_curve": ts.get("reward_curve"),
+                  "loss_curve": ts.get("loss_curve"),
+                  "zero_spread_share": (ts.get("last_cycle") or {}).get("zero_spread_share"),
+                  **({"constrained": True} if constrained else {})},
             feedback=[{"id": items[i]["id"], "input": items[i]["input"], "expected": items[i]["skills"],
                        "actual": replies[i], "components": comps[i]} for i in worst])
+
+
+def _downsample(xs: list, n: int) -> list:
+    """At most n points of a per-step curve (means of equal chunks), rounded: enough to see a trend in history."""
+    xs = [float(x) for x in xs]
+    if len(xs) <= n:
+        return [round(x, 4) for x in xs]
+    k = len(xs) / n
+    return [round(sum(c) / len(c), 4) for c in (xs[int(i * k):int((i + 1) * k)] for i in range(n)) if c]
 
 
 target = SfiaGRPO()

@@ -69,3 +69,27 @@ def test_proposals_warm_start_then_grpo_and_adjust_after_reverts() -> None:
     c3 = t.propose(h)
     assert c3.params["stage"] == "grpo" and c3.params["lr"] == t.grpo_lr and c3.params["reset_optimizer"]
     assert "GRPO" in c3.description
+
+
+def test_after_warmup_grpo_and_sft_alternate_so_history_compares_them() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "targets"))
+    from sfia_grpo import SfiaGRPO
+
+    t = SfiaGRPO()
+    h = History(run_id="r", direction="max", iterations=[_rec(0, "keep", dev=0.0), _rec(1, "keep", "sft", dev=0.95)])
+    stages = []
+    for i in range(2, 6):
+        c = t.propose(h)
+        stages.append(c.params["stage"])
+        assert c.params["phase"] == "compare" and "A/B cycle" in c.description
+        rec = _rec(i, "revert" if i % 3 else "keep", c.params["stage"], dev=0.95)
+        rec.params["phase"] = "compare"
+        h.iterations.append(rec)
+    assert stages == ["grpo", "sft", "grpo", "sft"]
+    only = SfiaGRPO(after_warmup="grpo")
+    assert only.propose(h).params["stage"] == "grpo"
+    # the realistic gold is the loop's exam; the sealed split is named but never the loop's gold
+    assert t.gold.name == "sfia_real.jsonl" and t.gold_splits["sealed"] != t.gold and "sealed" in t.sealed_splits
+    assert t.bootstrap["stat"] == "diff"
