@@ -40,9 +40,16 @@ def encode_chats(tokenizer, messages_list: list[list[dict]]) -> list[list[int]]:
 
 
 def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]], max_tokens: int,
-                              temperature: float = 0.0, batch_size: int = 16,
-                              seed: int = 0) -> tuple[list[str], dict[str, Any]]:
-    """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second."""
+                              temperature: float = 0.0, batch_size: int = 16, seed: int = 0,
+                              logits_processors: list | None = None) -> tuple[list[str], dict[str, Any]]:
+    """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second.
+
+    `logits_processors`, when given, holds one entry per chat: a list of mlx-lm logits processors
+    (`processor(tokens, logits) -> logits`, called once per decoding step with that row's tokens so far and
+    its (1, vocab) logits) or a single processor. Use it to constrain decoding, e.g. to mask every token a
+    grammar does not allow: the processor is stateful and owned by its row; it sees the token chosen at the
+    previous step as `tokens[-1]` (at its first call, `tokens[-1]` is the last prompt token).
+    """
     import mlx.core as mx
     from mlx_lm import batch_generate
     from mlx_lm.sample_utils import make_sampler
@@ -54,22 +61,54 @@ def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]],
     prompts = encode_chats(tokenizer, messages_list)
     mx.random.seed(seed)
     start = time.perf_counter()
-    resp = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, sampler=make_sampler(temp=temperature),
-                          completion_batch_size=batch_size, prefill_batch_size=batch_size,
-                          return_token_ids=True)
+    if logits_processors is None:
+        resp = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens,
+                              sampler=make_sampler(temp=temperature), completion_batch_size=batch_size,
+                              prefill_batch_size=batch_size, return_token_ids=True)
+        texts, token_ids = list(resp.texts), resp.token_ids
+    else:
+        if len(logits_processors) != len(prompts):
+            raise ValueError(f"logits_processors: {len(logits_processors)} entries for {len(prompts)} chats; "
+                             "pass one (list of) processor(s) per chat")
+        rows = [list(p) if isinstance(p, (list, tuple)) else [p] for p in logits_processors]
+        texts, token_ids = _generate_processed(model, tokenizer, prompts, max_tokens, make_sampler(temp=temperature),
+                                               batch_size, rows)
     wall = time.perf_counter() - start
-    generated = sum(len(t) for t in resp.token_ids)
+    generated = sum(len(t) for t in token_ids)
     stats = {"prompts": len(prompts), "prompt_tokens": sum(len(p) for p in prompts), "generated_tokens": generated,
              "wall_s": round(wall, 3), "tokens_per_s": round(generated / wall, 2) if wall > 0 else 0.0,
              "batch_size": batch_size, "max_tokens": max_tokens, "temperature": temperature}
-    return list(resp.texts), stats
+    return texts, stats
+
+
+def _generate_processed(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, batch_size: int,
+                        processors: list[list]) -> tuple[list[str], list[list[int]]]:
+    """mlx-lm's batch_generate loop, with per-row logits processors (batch_generate only takes one shared list).
+    The same continuous batching: rows finish at an EOS token (not kept in the text) or at max_tokens."""
+    from mlx_lm.generate import BatchGenerator
+
+    gen = BatchGenerator(model, stop_tokens=[[t] for t in tokenizer.eos_token_ids], sampler=sampler,
+                         completion_batch_size=batch_size, prefill_batch_size=batch_size)
+    try:
+        uids = gen.insert(prompts, [max_tokens] * len(prompts), logits_processors=processors)
+        results: dict[int, list[int]] = {u: [] for u in uids}
+        while responses := gen.next_generated():
+            for r in responses:
+                if r.finish_reason != "stop":
+                    results[r.uid].append(r.token)
+    finally:
+        gen.close()
+    token_ids = [results[u] for u in uids]
+    return [tokenizer.decode(t) for t in token_ids], token_ids
 
 
 def generate_batch(model, tokenizer, messages_list: list[list[dict]], max_tokens: int, temperature: float = 0.0,
-                   batch_size: int = 16, seed: int = 0) -> list[str]:
+                   batch_size: int = 16, seed: int = 0, logits_processors: list | None = None) -> list[str]:
     """One reply per chat (a list of {"role", "content"} messages), in input order, `batch_size` sequences
-    decoded together. temperature 0 is greedy and deterministic; otherwise sampling is seeded by `seed`."""
-    return generate_batch_with_stats(model, tokenizer, messages_list, max_tokens, temperature, batch_size, seed)[0]
+    decoded together. temperature 0 is greedy and deterministic; otherwise sampling is seeded by `seed`.
+    `logits_processors`: one (list of) mlx-lm logits processor(s) per chat, see generate_batch_with_stats."""
+    return generate_batch_with_stats(model, tokenizer, messages_list, max_tokens, temperature, batch_size, seed,
+                                     logits_processors)[0]
 
 
 BENCH_TOPICS = ["the water cycle", "how a bicycle works", "the history of Paris", "photosynthesis", "volcanoes",
