@@ -90,6 +90,7 @@ def _owning_processes(run: Run) -> Iterator[None]:
         else:
             os.environ[reaper.MARKER] = old
         reaper.terminate(reaper.marked(prefix=f"{run.run_id}/") + reaper.adopted(before), grace=sandbox.GRACE_S)
+        reaper.become_subreaper(False)  # a process that drives runs in-process (a benchmark) is left as it was
 
 
 def _record_environment_stop(run: Run, line: str) -> None:
