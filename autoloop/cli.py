@@ -2,6 +2,10 @@
 
 Every engine option has an AUTOLOOP_* environment fallback (e.g. AUTOLOOP_MAX_ITERS). Bad input exits
 with code 2 and one line naming the option or file and the fix; listings take --json.
+
+Exit codes: 0 the run stopped by a stop rule; 2 bad input or a fault of the machine (disk full,
+read-only, permissions: one line naming the path); 3 the run's baseline could not be scored (nothing
+can be measured); 130 Ctrl-C.
 """
 from __future__ import annotations
 
@@ -16,9 +20,27 @@ import click
 from autoloop.target import TargetError
 
 
-def _fail(msg: str) -> None:
+EXIT_BAD_INPUT, EXIT_CANNOT_MEASURE, EXIT_SIGINT = 2, 3, 130
+
+
+def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> None:
     click.echo(f"autoloop: error: {msg}", err=True)
-    sys.exit(2)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns a fault of the machine anywhere below into one line and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from autoloop.envfault import describe
+
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            line = describe(e)
+            if line is None:
+                raise
+            _fail(line)
 
 
 def _runs_dir(ctx: click.Context) -> Path:
@@ -29,7 +51,7 @@ def _db(ctx: click.Context) -> Path:
     return _runs_dir(ctx) / "history.duckdb"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="AUTOLOOP_RUNS_DIR",
               help="Where runs, history.duckdb and blobs live [env AUTOLOOP_RUNS_DIR; default ./runs].")
 @click.pass_context
@@ -51,6 +73,7 @@ def _limit_options(f):
         click.option("--target-score", envvar="AUTOLOOP_TARGET_SCORE", type=float, help="Stop once the best score reaches this value."),
         click.option("--stop-file", envvar="AUTOLOOP_STOP_FILE", type=click.Path(dir_okay=False), help="Stop when this file exists (runs/STOP and runs/<run>/STOP always work)."),
         click.option("--memory-cap-mb", envvar="AUTOLOOP_MEMORY_CAP_MB", type=click.FloatRange(min=1), help="Kill a candidate whose process tree exceeds this RSS (status oom)."),
+        click.option("--max-log-mb", envvar="AUTOLOOP_MAX_LOG_MB", type=click.FloatRange(min=0.2), help="Cap each child log: head and tail kept, the middle dropped [default: 4]."),
         click.option("--progress/--no-progress", default=None, help="Live panel (default: only on a terminal)."),
     ]
     for o in reversed(opts):
@@ -60,7 +83,7 @@ def _limit_options(f):
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
-            "memory_cap_mb", "progress")
+            "memory_cap_mb", "max_log_mb", "progress")
     out = {k: kw.get(k) for k in keys}
     if out["until"]:
         from autoloop.runs import until_to_deadline
@@ -117,7 +140,9 @@ def _finish(ctx: click.Context, r, reason: str) -> None:
         _print_table(report.compact_columns(cols, rows), rows, title=f"{r.run_id} ({reason})")
     except Exception as e:  # the run is complete and journaled; a busy DB only delays the table
         click.echo(f"(table unavailable: {e}; run `autoloop show {r.run_id}`)", err=True)
-    sys.exit(130 if reason == "sigint" else 0)
+    if reason == "baseline_failed":
+        _fail(f"run {r.run_id}: {r.stop_detail}", EXIT_CANNOT_MEASURE)
+    sys.exit(EXIT_SIGINT if reason == "sigint" else 0)
 
 
 @main.command()
@@ -165,15 +190,19 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         ends = [e for e in events if e["kind"] == "iter_end"]
         owner = lock_owner(run_dir)
         end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
+        kept = [e for e in ends if e["status"] == "keep"]
+        best = (kept[-1].get("scores") or {}).get("score") if kept else None  # keeps only ever improve
         st = {"run_id": rid, "running": owner is not None, "pid": owner, "iterations": len(ends),
-              "kept": sum(e["status"] == "keep" for e in ends), "iter": live.get("iter"), "phase": live.get("phase"),
+              "kept": len(kept), "iter": live.get("iter"), "phase": live.get("phase"),
               "phase_elapsed_s": round(time.time() - live["phase_started"], 1) if live.get("phase_started") else None,
-              "phase_budget_s": live.get("phase_budget_s"), "best": live.get("best"),
-              "last": live.get("last"), "stop_reason": end.get("stop_reason") if end and owner is None else None}
+              "phase_budget_s": live.get("phase_budget_s"), "best": best,
+              "last": live.get("last"), "stop_reason": end.get("stop_reason") if end and owner is None else None,
+              "stop_detail": end.get("detail") if end and owner is None else None}
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
-            state = "running" if owner else (f"stopped ({st['stop_reason']})" if st["stop_reason"] else "not running (resumable)")
+            why = f": {st['stop_detail']}" if st["stop_detail"] else ""
+            state = "running" if owner else (f"stopped ({st['stop_reason']}{why})" if st["stop_reason"] else "not running (resumable)")
             budget = f" / {st['phase_budget_s']:.0f}s" if st["phase_budget_s"] else ""
             click.echo(f"{rid}: {state}; {st['iterations']} iterations, {st['kept']} kept, best {st['best']}"
                        + (f"; now iter {st['iter']} {st['phase']} {st['phase_elapsed_s']}s{budget}" if owner else ""))
@@ -410,6 +439,23 @@ def db_rebuild(ctx: click.Context) -> None:
 
     n = store.rebuild(_db(ctx.find_root()), _runs_dir(ctx.find_root()))
     click.echo(f"rebuilt {_db(ctx.find_root())} from {n} journal(s)")
+
+
+@db.command("snapshot")
+@click.argument("dest", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def db_snapshot(ctx: click.Context, dest: Path | None) -> None:
+    """Write a consistent read-only copy of the history (default: runs/history-snapshot.duckdb) that any
+    reader, the stock `duckdb` CLI included, can open while a run is writing."""
+    from autoloop import store
+
+    root = ctx.find_root()
+    dest = dest or _runs_dir(root) / "history-snapshot.duckdb"
+    try:
+        store.snapshot(_db(root), dest)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    click.echo(str(dest))
 
 
 def _emit(cols: list[str], rows: list[dict], as_json: bool) -> None:

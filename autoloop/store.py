@@ -1,7 +1,12 @@
 """DuckDB query store: the journal's events, shaped as long-narrow tables users query with SQL.
 
 DuckDB allows one read-write process or many read-only ones, never both, so the loop opens, writes and
-closes per event, and readers open read-only and retry while a writer holds the lock. Writes never stop
+closes per event, and readers open read-only and retry while a writer holds the lock. A reader that
+cannot retry (the stock CLI, a dashboard) reads `snapshot()`'s consistent copy instead.
+
+New files are written in storage version STORAGE_VERSION, not the library's newest: the DuckDB CLI that a
+user installs from PyPI (`pip install duckdb-cli`, 1.5.x when this was written) cannot open files in the
+2.x format. The setting applies when a file is created; `autoloop db rebuild` rewrites an older file. Writes never stop
 the loop: if the lock cannot be had, the journal keeps the event and the next sync applies it (every sync
 applies all journal events past the run's recorded `journal_sync.seq`, so nothing is skipped or doubled).
 """
@@ -26,12 +31,16 @@ def _locked(e: BaseException) -> bool:
         "lock" in text or "conflicting" in text or "being used" in text)
 
 
+STORAGE_VERSION = "v1.4.0"  # readable by duckdb / duckdb-cli >= 1.4
+
+
 def connect(db_path: Path, read_only: bool = False, timeout_s: float = 30.0) -> duckdb.DuckDBPyConnection:
     """Open the database, retrying (jittered) while another process holds the lock."""
     @retry(retry=retry_if_exception(_locked), stop=stop_after_delay(timeout_s),
            wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True)
     def _open() -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(db_path), read_only=read_only)
+        return duckdb.connect(str(db_path), read_only=read_only,
+                              config={"storage_compatibility_version": STORAGE_VERSION})
 
     if read_only and not Path(db_path).exists():
         raise FileNotFoundError(f"{db_path}: no history yet; run `autoloop run TARGET.py` first")
@@ -310,3 +319,40 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
         return cols, cur.fetchall()
     finally:
         con.close()
+
+
+def _sql_str(v: object) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def snapshot(db_path: Path, dest: Path, timeout_s: float = 60.0) -> Path:
+    """Write a consistent copy of the history to `dest` (atomic rename), in STORAGE_VERSION.
+
+    Why: DuckDB lets no reader in while the loop writes (open-write-close per event), so a client that
+    does not retry fails now and then. The copy is taken in one read-only transaction, and any number of
+    readers, the stock CLI included, can open it while the run goes on."""
+    db_path, dest = Path(db_path), Path(dest)
+    if not db_path.exists():
+        raise FileNotFoundError(f"{db_path}: no history yet; run `autoloop run TARGET.py` first")
+    if dest.resolve() == db_path.resolve():
+        raise ValueError(f"{dest}: the snapshot must not replace the history itself; name another file")
+    tmp = dest.with_name(dest.name + ".tmp")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    con = duckdb.connect()
+
+    @retry(retry=retry_if_exception(_locked), stop=stop_after_delay(timeout_s),
+           wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True)
+    def _attach() -> None:
+        con.execute(f"ATTACH {_sql_str(db_path)} AS autoloop_src (READ_ONLY)")
+
+    try:
+        _attach()
+        con.execute(f"ATTACH {_sql_str(tmp)} AS autoloop_snap (STORAGE_VERSION {_sql_str(STORAGE_VERSION)})")
+        con.execute("COPY FROM DATABASE autoloop_src TO autoloop_snap")
+        con.execute("DETACH autoloop_snap")
+        con.execute("DETACH autoloop_src")
+    finally:
+        con.close()
+    os.replace(tmp, dest)
+    return dest
