@@ -1,7 +1,7 @@
-"""The BLAS MLX gets on Linux CPU: the pip OpenBLAS made loadable, and the choice.
+"""The BLAS MLX gets on Linux CPU: the pip OpenBLAS made loadable, the choice, the warning, `autoloop doctor`.
 
 Real files and child processes throughout: the scipy-openblas32 wheel's library is rewritten for real and
-preloaded into real children that run MLX matmuls.
+preloaded into real children that run MLX matmuls; the run-start warning is read from a real `autoloop run`.
 AUTOLOOP_BLAS forces each choice (pip hides the system OpenBLAS; none forces the reference BLAS).
 """
 from __future__ import annotations
@@ -18,9 +18,12 @@ import pytest
 from autoloop.mlx import blas
 from autoloop.mlx import elfrename as E
 
+from conftest import ROOT, autoloop, sql
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the BLAS choice is a Linux matter")
 needs_pip_blas = pytest.mark.skipif(blas.pip_openblas_source() is None, reason="pip install scipy-openblas32")
+TARGET = str(Path(__file__).resolve().parent / "targets" / "blas_target.py")
+WARNING = "warning: slow BLAS"
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +164,54 @@ def test_use_openblas_in_process_binds_before_mlx_import(cache):
                                                     text=True, check=True).stdout)
         assert got == kind and again is None  # mlx is imported now: too late to switch
         assert lib == (str(blas.pip_openblas()) if mode == "pip" else None)
+
+
+# ----------------------------------------------------------------------------- loud when slow: run and doctor
+
+def _run(runs_dir: Path, env: dict) -> tuple[str, dict]:
+    p = autoloop(runs_dir, "run", TARGET, "--max-iters", "0", env=env)
+    rid = json.loads(autoloop(runs_dir, "runs", "--json").stdout)[-1]["run_id"]
+    rows = sql(runs_dir, f"select name, value from metrics where run_id = '{rid}' and iter = 0")
+    return p.stdout + p.stderr, {r["name"]: r["value"] for r in rows}
+
+
+@needs_pip_blas
+def test_run_start_warns_exactly_when_children_get_the_reference_blas(runs_dir, tmp_path):
+    out, comps = _run(runs_dir, {"AUTOLOOP_BLAS": "none"})
+    lines = [ln for ln in out.splitlines() if WARNING in ln]
+    assert len(lines) == 1 and comps["openblas"] == 0.0, out
+    assert "GFLOP/s" in lines[0] and "reference BLAS" in lines[0] and "Fix: unset AUTOLOOP_BLAS" in lines[0]
+
+    # a machine with neither OpenBLAS: the pip package hidden by an empty one, the system one by AUTOLOOP_BLAS=pip
+    fake = tmp_path / "site"
+    (fake / "scipy_openblas32").mkdir(parents=True)
+    (fake / "scipy_openblas32" / "__init__.py").write_text("")
+    env = {"AUTOLOOP_BLAS": "pip", "PYTHONPATH": f"{fake}:{ROOT}", "AUTOLOOP_CACHE_DIR": str(tmp_path / "c")}
+    out, comps = _run(runs_dir, env)
+    lines = [ln for ln in out.splitlines() if WARNING in ln]
+    assert len(lines) == 1 and "pip install scipy-openblas32" in lines[0] and comps["openblas"] == 0.0, out
+
+    # a library that loads but is no BLAS (libc): the preload "works", MLX stays on its own BLAS, and says so
+    libc = next(ln.split()[-1] for ln in Path("/proc/self/maps").read_text().splitlines()
+                if Path(ln.split()[-1]).name.startswith("libc.so") or Path(ln.split()[-1]).name.startswith("libc-"))
+    out, comps = _run(runs_dir, {"AUTOLOOP_BLAS": libc})
+    lines = [ln for ln in out.splitlines() if WARNING in ln]
+    assert len(lines) == 1 and "did not take effect" in lines[0] and comps["openblas"] == 0.0, out
+
+    modes = ["pip", "auto"] + (["system"] if blas.system_openblas() else [])
+    for mode in modes:
+        out, comps = _run(runs_dir, {"AUTOLOOP_BLAS": mode})
+        assert WARNING not in out and comps["openblas"] == 1.0 and comps["rel_err"] < 1e-5, (mode, out, comps)
+
+
+@needs_pip_blas
+def test_doctor_prints_the_whole_environment_check(runs_dir):
+    p = autoloop(runs_dir, "doctor", env={"AUTOLOOP_BLAS": "none"})
+    rows = {ln.split()[1]: ln for ln in p.stdout.splitlines()[:-1]}
+    assert set(rows) == {"python", "git", "duckdb", "blas", "model", "disk"}, p.stdout
+    assert rows["blas"].startswith("WARN") and "slow BLAS" in rows["blas"] and "pip OpenBLAS" in rows["blas"]
+    assert rows["git"].startswith("ok") and rows["duckdb"].startswith("ok") and "free" in rows["disk"]
+    assert p.stdout.splitlines()[-1].startswith("1 warning(s)") or "warning(s)" in p.stdout.splitlines()[-1]
+    checks = json.loads(autoloop(runs_dir, "doctor", "--json", env={"AUTOLOOP_BLAS": "pip"}).stdout)
+    blas_row = next(c for c in checks if c["name"] == "blas")
+    assert blas_row["status"] == "ok" and "OpenBLAS from pip" in blas_row["detail"] and "reference" in blas_row["detail"]
