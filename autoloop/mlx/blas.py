@@ -282,12 +282,12 @@ def blas_env(base: dict[str, str] | None = None) -> dict[str, str]:
         return env
     current = (os.environ if base is None else base).get("LD_PRELOAD", "")
     parts = [p for p in current.replace(" ", ":").split(":") if p]
-    if not any(_same(p, choice.lib) for p in parts):
+    if not any(same_file(p, choice.lib) for p in parts):
         env["LD_PRELOAD"] = ":".join([str(choice.lib), *parts])
     return env
 
 
-def _same(a: str | Path, b: str | Path) -> bool:
+def same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return Path(a).resolve() == Path(b).resolve()
     except OSError:
@@ -309,7 +309,7 @@ def use_openblas_in_process() -> Path | None:
         return None
     if lib is None:
         return None
-    if not any(_same(p, lib) for p in os.environ.get("LD_PRELOAD", "").replace(" ", ":").split(":") if p):
+    if not any(same_file(p, lib) for p in os.environ.get("LD_PRELOAD", "").replace(" ", ":").split(":") if p):
         import ctypes
 
         ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)

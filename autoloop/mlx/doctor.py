@@ -35,11 +35,12 @@ def blas_check() -> Check:
             others.append(label)
         elif lib is None and label != "reference":
             others.append(f"no {label}")
-        elif (lib is None and chosen is None) or (lib is not None and chosen is not None and blas._same(lib, chosen)):
+        elif lib is None and chosen is None or lib is not None and chosen is not None and blas.same_file(lib, chosen):
             continue  # the one measured above
         else:
             got = blas.probe(lib)
-            others.append(f"{label} {got['gflops']:.1f}" if got.get("gflops") else f"{label} failed: {got.get('error')}")
+            problem = blas.problem_with(got) if lib is not None else got.get("error", "")
+            others.append(f"{label} unusable: {problem}" if problem else f"{label} {got['gflops']:.1f}")
     rest = f" [others: {', '.join(others)}]" if others else ""
     if info.get("warnings"):
         return Check("warn", "blas", info["warnings"][0].removeprefix("warning: ") + rest)

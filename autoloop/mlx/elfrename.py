@@ -167,6 +167,8 @@ class _Elf:
         d = self.data
         if self.gnu is not None:
             nbuckets, symoffset, bloom_size, shift = struct.unpack_from("<IIII", d, self.gnu)
+            if bloom_size == 0 or bloom_size & (bloom_size - 1):  # loaders mask the index: a power of two
+                raise ElfError(f"{self.name}: GNU hash Bloom filter of {bloom_size} words (not a power of two)")
             old_size = 16 + 8 * bloom_size + 4 * nbuckets + 4 * max(0, self.nsyms - symoffset)
             bloom = [0] * bloom_size
             chain = []
