@@ -419,6 +419,26 @@ def eval_cmd(ctx: click.Context, checkpoint: str, target_file: Path | None, gold
         sys.exit(1)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check this machine: Python, git, DuckDB, the BLAS MLX gets (measured), the model, free disk.
+    Exit code 1 if a run would fail; warnings (e.g. a slow BLAS) name their fix."""
+    from autoloop.doctor import checks
+
+    results = checks(_runs_dir(ctx))
+    if as_json:
+        click.echo(json.dumps([c._asdict() for c in results], indent=1))
+    else:
+        for c in results:
+            click.echo(f"{c.status.upper() if c.status != 'ok' else 'ok':<5} {c.name:<7} {c.detail}")
+        bad = [c for c in results if c.status != "ok"]
+        click.echo("all checks passed" if not bad else
+                   f"{sum(c.status == 'warn' for c in bad)} warning(s), {sum(c.status == 'fail' for c in bad)} failure(s)")
+    sys.exit(1 if any(c.status == "fail" for c in results) else 0)
+
+
 @main.group()
 def db() -> None:
     """The DuckDB history file."""

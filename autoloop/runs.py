@@ -301,13 +301,13 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
         os.replace(tmp, final)  # onto the empty directory that reserved the name
         acquire_lock(final)
         run = Run(run_id, final, target, tpath, settings)
-        describe = getattr(target, "describe", None)
+        info = _describe(run)
         run.record("run_start", run_id=run_id, target_name=target.name, target_path=str(tpath),
                    target_sha256=sha256_file(tpath), gold_path=str(gold), gold_sha256=sha256_file(gold),
                    direction=target.direction, config={"engine": settings.to_json(), "target": _target_config(target)},
                    host=socket.gethostname(), platform=platform.platform(), python=sys.version.split()[0],
                    packages=_packages(), project_commit=_project_commit(tpath),
-                   target_info=describe() if callable(describe) else None, state_dir=str(run.state_dir),
+                   target_info=info, state_dir=str(run.state_dir),
                    show_columns=list(getattr(target, "show_columns", None) or []),
                    user=getpass.getuser())
     except Exception as e:
@@ -339,6 +339,19 @@ def _reserve(runs_dir: Path, name: str, run_id: str | None) -> tuple[str, Path]:
     raise TargetError(f"{runs_dir}: no free run id for {base}; remove old runs")
 
 
+def _describe(run: Run) -> dict | None:
+    """The target's describe() (run metadata), showing each of its `warnings` as one line (e.g. a slow BLAS)."""
+    describe = getattr(run.target, "describe", None)
+    try:
+        info = describe() if callable(describe) else None
+    except Exception as e:  # metadata only: never worth refusing a run
+        run.display.message(f"note: target.describe() raised {type(e).__name__}: {e}; run metadata incomplete")
+        return None
+    for w in (info or {}).get("warnings") or []:
+        run.display.message(str(w))
+    return info
+
+
 def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None = None) -> Run:
     """Reopen a run after a crash, kill -9, reboot or Ctrl-C, reconciling journal, git and DuckDB."""
     run_dir = settings.runs_dir / run_id
@@ -358,7 +371,9 @@ def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None =
     tp = Path(start["target_path"])
     if sha256_file(tp) != start.get("target_sha256"):
         run.display.message(f"note: {tp} changed since the run started; the change is recorded")
-    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp))
+    info = _describe(run)
+    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp),
+               **({"warnings": info["warnings"]} if info and info.get("warnings") else {}))
     _reconcile(run)
     return run
 

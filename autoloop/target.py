@@ -28,7 +28,8 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     child_env() -> dict           extra environment for child processes (e.g. LD_PRELOAD of a BLAS)
     show_columns: list[str]       components `autoloop show` prints (default: all)
     large_file_mb: float          files above this size are stored by sha256 outside git (default 1)
-    describe() -> dict            extra run metadata (e.g. which BLAS, model path) for the runs table
+    describe() -> dict            extra run metadata (e.g. which BLAS, model path) for the runs table; its
+                                  "warnings" (list of one-line strings) are shown at run start and resume
 """
 from __future__ import annotations
 

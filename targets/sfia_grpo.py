@@ -95,8 +95,11 @@ class SfiaGRPO:
 
     # -- engine hooks (engine process: no MLX here) ------------------------------------------------
     def check(self) -> None:
+        from autoloop.mlx.blas import env_problem
         from sfia.contamination import assert_no_contamination, assert_no_shared_text
 
+        if env_problem():  # AUTOLOOP_BLAS names a missing library
+            raise TargetError(env_problem())
         splits = [Path(g) for g in getattr(self, "gold_splits", {}).values()]
         golds = list(dict.fromkeys([Path(self.gold)] + [g for g in splits if g.exists()]))  # every gold split present
         for f in (self.train_file, self.dev_file):
@@ -112,11 +115,10 @@ class SfiaGRPO:
         return blas_env()
 
     def describe(self) -> dict:
-        from autoloop.mlx.blas import find_openblas
+        from autoloop.mlx.blas import check
 
-        lib = find_openblas()
-        return {"model": self.model, "blas": f"OpenBLAS {lib}" if lib else "MLX bundled BLAS (slow on Linux CPU)",
-                "dtype": "float32"}
+        # the BLAS the children get, measured in a child (~1 s); "warnings" (shown at start) if it is the slow one
+        return {"model": self.model, "dtype": "float32", **check()}
 
     def setup(self, state: Path) -> None:
         (state / "train_state.json").write_text(json.dumps({"stage": "base", "cycles": 0}, indent=1) + "\n")

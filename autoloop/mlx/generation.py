@@ -17,7 +17,8 @@ DEFAULT_DTYPE = "float32"  # MLX's CPU backend runs bf16/fp16 matmuls at a few G
 def load_model(path: str | Path, adapter_path: str | Path | None = None, dtype: str | None = DEFAULT_DTYPE):
     """(model, tokenizer) from a model name/folder (see models.resolve_model), optionally with LoRA adapters
     (an mlx-lm adapter folder), floating-point parameters cast to `dtype` (None keeps the saved dtype).
-    On Linux, if this is the process's first use of MLX, the system OpenBLAS is bound first (see blas.py)."""
+    On Linux, if this is the process's first use of MLX, the OpenBLAS that blas.py chooses (pip or system) is
+    bound first."""
     from autoloop.mlx.blas import use_openblas_in_process
 
     use_openblas_in_process()
