@@ -35,7 +35,7 @@ from autoloop.checkpoint import StateRepo, best_tag, tag_name
 from autoloop.context import LLM_CALLS_FILE
 from autoloop.decide import StopLimits
 from autoloop.journal import JOURNAL, Journal, read_events
-from autoloop.progress import Display
+from autoloop.progress import Display, progress_path
 from autoloop.target import TargetError, gold_path, load_target, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
@@ -62,6 +62,7 @@ class Settings:
     stop_file: str | None = None
     memory_cap_mb: float | None = None
     progress: bool | None = None  # None: live panel only on a terminal
+    progress_every: float | None = None  # seconds between progress lines when not on a terminal (None: 30; 0: off)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -91,7 +92,7 @@ class Run:
         self.gold = gold_path(target, self.target_path)
         self.repo = StateRepo(self.state_dir, self.runs_dir / "blobs", float(getattr(target, "large_file_mb", 1.0)))
         self.journal = Journal(self.dir)
-        self.display = Display(run_id, self.dir, target.direction, settings.progress)
+        self.display = Display(run_id, self.dir, target.direction, settings.progress, settings.progress_every)
         self._redo: dict | None = None
         self._ctx_env: dict[str, str] = {}
         self._child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
@@ -127,6 +128,7 @@ class Run:
         env.update(self._ctx_env)
         env["AUTOLOOP_PHASE"] = method
         cap = self.settings.memory_cap_mb or getattr(self.target, "memory_cap_mb", None)
+        progress_path(it_dir, method).unlink(missing_ok=True)  # a redone iteration starts with no stale progress
         call = sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
                                  deadline=time.time() + budget_s, work_dir=it_dir, env=env,
                                  memory_cap_mb=cap, label=method)

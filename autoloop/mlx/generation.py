@@ -40,11 +40,13 @@ def encode_chats(tokenizer, messages_list: list[list[dict]]) -> list[list[int]]:
 
 
 def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]], max_tokens: int,
-                              temperature: float = 0.0, batch_size: int = 16,
-                              seed: int = 0) -> tuple[list[str], dict[str, Any]]:
-    """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second."""
+                              temperature: float = 0.0, batch_size: int = 16, seed: int = 0,
+                              progress_task: str | None = "generate") -> tuple[list[str], dict[str, Any]]:
+    """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second.
+
+    Inside an autoloop child it reports replies finished out of the total (and tokens/s) through
+    `autoloop.progress` under `progress_task` (None: silent)."""
     import mlx.core as mx
-    from mlx_lm import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
     if batch_size < 1:
@@ -54,15 +56,46 @@ def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]],
     prompts = encode_chats(tokenizer, messages_list)
     mx.random.seed(seed)
     start = time.perf_counter()
-    resp = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, sampler=make_sampler(temp=temperature),
-                          completion_batch_size=batch_size, prefill_batch_size=batch_size,
-                          return_token_ids=True)
+    token_ids = _batch_generate(model, tokenizer, prompts, max_tokens, make_sampler(temp=temperature), batch_size,
+                                progress_task)
     wall = time.perf_counter() - start
-    generated = sum(len(t) for t in resp.token_ids)
+    generated = sum(len(t) for t in token_ids)
     stats = {"prompts": len(prompts), "prompt_tokens": sum(len(p) for p in prompts), "generated_tokens": generated,
              "wall_s": round(wall, 3), "tokens_per_s": round(generated / wall, 2) if wall > 0 else 0.0,
              "batch_size": batch_size, "max_tokens": max_tokens, "temperature": temperature}
-    return list(resp.texts), stats
+    return [tokenizer.decode(t) for t in token_ids], stats
+
+
+def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, batch_size: int,
+                    progress_task: str | None) -> list[list[int]]:
+    """mlx-lm's `batch_generate` (the same BatchGenerator, settings and stop handling, so the same tokens),
+    driven here so finished replies can be counted while the batch runs."""
+    from mlx_lm.generate import BatchGenerator
+
+    from autoloop import progress
+
+    gen = BatchGenerator(model, stop_tokens=[[t] for t in tokenizer.eos_token_ids], sampler=sampler,
+                         completion_batch_size=batch_size, prefill_batch_size=batch_size)
+    n, finished, tokens = len(prompts), 0, 0
+    t0 = time.perf_counter()
+    report = (lambda: progress.report(done=finished, total=n, unit="replies", task=progress_task,
+                                      tokens_per_s=tokens / max(time.perf_counter() - t0, 1e-9))) \
+        if progress_task else (lambda: None)
+    report()
+    try:
+        uids = gen.insert(prompts, [max_tokens] * n)
+        results: dict[int, list[int]] = {uid: [] for uid in uids}
+        while responses := gen.next_generated():
+            for r in responses:
+                if r.finish_reason != "stop":
+                    results[r.uid].append(r.token)
+                    tokens += 1
+                if r.finish_reason is not None:
+                    finished += 1
+            report()
+    finally:
+        gen.close()
+    return [results[uid] for uid in uids]
 
 
 def generate_batch(model, tokenizer, messages_list: list[list[dict]], max_tokens: int, temperature: float = 0.0,
