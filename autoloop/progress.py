@@ -48,6 +48,11 @@ def progress_path(iter_dir: Path, phase: str) -> Path:
     return Path(iter_dir) / f"{phase}{PROGRESS_SUFFIX}"
 
 
+def enabled() -> bool:
+    """True inside an autoloop child: callers may skip computing what they would report."""
+    return bool(os.environ.get("AUTOLOOP_ITER_DIR") and os.environ.get("AUTOLOOP_PHASE"))
+
+
 def report(done: float | None = None, total: float | None = None, unit: str = "items", task: str | None = None,
            eta_s: float | None = None, **metrics: Any) -> None:
     """Tell the engine how far the current phase has got.

@@ -76,15 +76,28 @@ def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
 
     gen = BatchGenerator(model, stop_tokens=[[t] for t in tokenizer.eos_token_ids], sampler=sampler,
                          completion_batch_size=batch_size, prefill_batch_size=batch_size)
-    n, finished, tokens = len(prompts), 0, 0
+    n, finished, tokens, finished_tokens = len(prompts), 0, 0, 0
+    results: dict[int, list[int]] = {}
+    done: set[int] = set()
     t0 = time.perf_counter()
-    report = (lambda: progress.report(done=finished, total=n, unit="replies", task=progress_task,
-                                      tokens_per_s=tokens / max(time.perf_counter() - t0, 1e-9))) \
-        if progress_task else (lambda: None)
+
+    active = bool(progress_task) and progress.enabled()
+
+    def report() -> None:
+        if not active:
+            return
+        rate = tokens / max(time.perf_counter() - t0, 1e-9)
+        # Time left from tokens, not replies: rows of a batch finish together, so a rate of finished replies
+        # says little until the end. A row still running is expected to be as long as the finished ones.
+        expect = finished_tokens / finished if finished else max_tokens
+        left = sum(max(expect - len(ids), 1.0) for uid, ids in results.items() if uid not in done)
+        progress.report(done=finished, total=n, unit="replies", task=progress_task, tokens_per_s=rate,
+                        eta_s=left / rate if rate > 0 else None)
+
     report()
     try:
         uids = gen.insert(prompts, [max_tokens] * n)
-        results: dict[int, list[int]] = {uid: [] for uid in uids}
+        results.update({uid: [] for uid in uids})
         while responses := gen.next_generated():
             for r in responses:
                 if r.finish_reason != "stop":
@@ -92,6 +105,8 @@ def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
                     tokens += 1
                 if r.finish_reason is not None:
                     finished += 1
+                    finished_tokens += len(results[r.uid])
+                    done.add(r.uid)
             report()
     finally:
         gen.close()
