@@ -17,6 +17,7 @@ from typing import Any
 from autoloop.checkpoint import best_tag, discarded_ref, tag_name
 from autoloop.decide import LoopState, decide, stop_reason
 from autoloop.journal import replay
+from autoloop.report import reference_points
 from autoloop.runs import Run
 from autoloop.target import Candidate, Scores
 
@@ -31,6 +32,8 @@ def run_loop(run: Run) -> str:
         redo = run.take_redo()  # the candidate an earlier process was running when it died
         if all(r.status == "interrupted" for r in hist.iterations):
             iterate(run, hist, interrupts, baseline=True)  # every curve starts at a measured point
+        if not interrupts.raised:
+            score_references(run, interrupts)  # once per run: what a score means on this gold set
         while True:
             hist = replay(run.journal.events(), run.dir)
             reason = "sigint" if interrupts.raised else stop_reason(_loop_state(run, hist), run.limits)
@@ -141,6 +144,41 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
     best = scores.score if status == "keep" else (inc.score if inc else None)
     run.display.finished({"iter": n, "status": status, "score": scores.score if scores else None,
                           "reason": reason}, best)
+
+
+def score_references(run: Run, interrupts) -> None:
+    """Score the target's reference points once per run (a child process, under the score budget), and
+    record them with the baseline (iteration 0) as the `references` event: `show` and `status` print them
+    beside the score. Skipped when the target declares none, or when the run already has them."""
+    t = run.target
+    hook = getattr(t, "reference_scores", None)
+    events = run.journal.events()
+    if not (callable(hook) or getattr(t, "baseline_label", None)):
+        return
+    done = next((e for e in events if e["kind"] == "references"), None)
+    if done is None:
+        base = next((r for r in replay(events, run.dir).iterations if r.iter == 0), None)
+        baseline = {"label": str(getattr(t, "baseline_label", None) or "baseline"), "iter": 0,
+                    "score": base.score if base else None, "components": base.components if base else {}}
+        scores, error = {}, None
+        if callable(hook):
+            it_dir = run.dir / "iters" / "000"
+            run.set_context(0, it_dir, "references")
+            budget = float(getattr(t, "score_budget_s", None) or t.budget_s)
+            run.display.phase(0, "references", budget)
+            res = run.child(0, it_dir, "references", {"gold": str(run.gold)}, budget, interrupts)
+            if res.status == "interrupted":
+                return  # asked again on resume
+            if res.status == "ok":
+                scores = {k: (None if v is None else {f: x for f, x in v.items() if f != "feedback"})
+                          for k, v in (res.value or {}).items()}
+            else:
+                error = f"{res.status}: " + (res.error.strip().splitlines() or [res.status])[-1][:300]
+        done = run.record("references", baseline=baseline, scores=scores, error=error)
+        if error:
+            run.display.message(f"[{run.run_id}] reference points could not be scored ({error}); see "
+                                f"{run.dir / 'iters' / '000' / 'references.log'}")
+    run.display.references(reference_points([done]))
 
 
 def _propose(run: Run, hist) -> tuple[Candidate, str]:

@@ -69,3 +69,18 @@ def test_proposals_warm_start_then_grpo_and_adjust_after_reverts() -> None:
     c3 = t.propose(h)
     assert c3.params["stage"] == "grpo" and c3.params["lr"] == t.grpo_lr and c3.params["reset_optimizer"]
     assert "GRPO" in c3.description
+
+
+def test_reference_point_is_the_constant_valid_reply_on_the_same_gold() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "targets"))
+    from sfia_grpo import SfiaGRPO
+
+    t = SfiaGRPO()
+    refs = t.reference_scores(t.gold)
+    const = refs["constant valid reply"]
+    assert 0.4 < const.score < 0.5  # JSON validity and non-hallucination alone carry 0.45 of the weight
+    assert const.components["json_validity"] == 1.0 and const.components["hallucination"] == 0.0
+    assert len(const.items) == 200 and t.baseline_label == "untrained model"
+    assert SfiaGRPO(gold_limit=10).reference_scores(t.gold)["constant valid reply"].items.keys() <= const.items.keys()
