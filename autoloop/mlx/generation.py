@@ -88,8 +88,9 @@ def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
             return
         rate = tokens / max(time.perf_counter() - t0, 1e-9)
         # Time left from tokens, not replies: rows of a batch finish together, so a rate of finished replies
-        # says little until the end. A row still running is expected to be as long as the finished ones.
-        expect = finished_tokens / finished if finished else max_tokens
+        # says little until the end. A running row may go to max_tokens until a batch's worth of replies has
+        # finished; from then on it is expected to be as long as they were on average.
+        expect = finished_tokens / finished if finished >= min(batch_size, n) else max_tokens
         left = sum(max(expect - len(ids), 1.0) for uid, ids in results.items() if uid not in done)
         progress.report(done=finished, total=n, unit="replies", task=progress_task, tokens_per_s=rate,
                         eta_s=left / rate if rate > 0 else None)
