@@ -85,6 +85,11 @@ def _run(spec: dict) -> int:
         elif method == "compare":
             inc, cand = target.compare(Path(args["incumbent"]), Path(args["candidate"]), Path(args["gold"]))
             value = {"incumbent": _scores(inc, Scores), "candidate": _scores(cand, Scores)}
+        elif method == "references":
+            refs = target.reference_scores(Path(args["gold"]))
+            if not isinstance(refs, dict):
+                raise TypeError(f"reference_scores() must return a dict of name -> Scores (or a number), got {type(refs).__name__}")
+            value = {str(k): (None if v is None else _scores(v, Scores)) for k, v in refs.items()}
         else:
             raise ValueError(f"unknown method {method!r}")
         _write_result(result_path, {"ok": True, "value": value, "method_s": time.perf_counter() - t0})

@@ -75,6 +75,8 @@ def _limit_options(f):
         click.option("--memory-cap-mb", envvar="AUTOLOOP_MEMORY_CAP_MB", type=click.FloatRange(min=1), help="Kill a candidate whose process tree exceeds this RSS (status oom)."),
         click.option("--max-log-mb", envvar="AUTOLOOP_MAX_LOG_MB", type=click.FloatRange(min=0.2), help="Cap each child log: head and tail kept, the middle dropped [default: 4]."),
         click.option("--progress/--no-progress", default=None, help="Live panel (default: only on a terminal)."),
+        click.option("--progress-every", envvar="AUTOLOOP_PROGRESS_EVERY", type=click.FloatRange(min=0), metavar="SECONDS",
+                     help="Without the live panel: a progress line this often while a phase runs [default 30; 0: off]."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -83,7 +85,7 @@ def _limit_options(f):
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
-            "memory_cap_mb", "max_log_mb", "progress")
+            "memory_cap_mb", "max_log_mb", "progress", "progress_every")
     out = {k: kw.get(k) for k in keys}
     if out["until"]:
         from autoloop.runs import until_to_deadline
@@ -136,8 +138,7 @@ def _finish(ctx: click.Context, r, reason: str) -> None:
     from autoloop import report
 
     try:
-        cols, rows = report.iteration_rows(r.db_path, r.run_id)
-        _print_table(report.compact_columns(cols, rows), rows, title=f"{r.run_id} ({reason})")
+        _show_table(r.db_path, r.run_id, title=f"{r.run_id} ({reason})")
     except Exception as e:  # the run is complete and journaled; a busy DB only delays the table
         click.echo(f"(table unavailable: {e}; run `autoloop show {r.run_id}`)", err=True)
     if reason == "baseline_failed":
@@ -171,8 +172,10 @@ def resume(ctx: click.Context, run_ref: str, **kw: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool) -> None:
     """Live view of a running loop (reads live.json and the journal: no database lock needed)."""
+    from autoloop import fmt
     from autoloop.journal import JOURNAL, read_events
-    from autoloop.report import resolve_run
+    from autoloop.progress import CHILD_PHASES, describe, eta_now, read_progress
+    from autoloop.report import reference_points, references_line, resolve_run
     from autoloop.runs import lock_owner
 
     try:
@@ -197,18 +200,33 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
               "phase_elapsed_s": round(time.time() - live["phase_started"], 1) if live.get("phase_started") else None,
               "phase_budget_s": live.get("phase_budget_s"), "best": best,
               "last": live.get("last"), "stop_reason": end.get("stop_reason") if end and owner is None else None,
-              "stop_detail": end.get("detail") if end and owner is None else None}
+              "stop_detail": end.get("detail") if end and owner is None else None,
+              "references": reference_points(events), "progress": None}
+        if st["best"] is None and ends:  # a resumed engine knows its best only after an iteration: the journal does
+            kept = [e for e in ends if e["status"] == "keep"]
+            st["best"] = ((kept[-1].get("scores") or {}).get("score")) if kept else None
+        prog = None
+        if owner and st["phase"] in CHILD_PHASES and st["iter"] is not None:
+            prog = read_progress(run_dir / "iters" / f"{int(st['iter']):03d}", st["phase"], since=live.get("phase_started"))
+        if prog:
+            st["progress"] = {k: prog.get(k) for k in ("task", "done", "total", "unit", "metrics")}
+            st["progress"]["eta_s"] = eta_now(prog)
+            st["progress"]["age_s"] = round(time.time() - float(prog.get("ts") or 0), 1)
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
             why = f": {st['stop_detail']}" if st["stop_detail"] else ""
             state = "running" if owner else (f"stopped ({st['stop_reason']}{why})" if st["stop_reason"] else "not running (resumable)")
-            budget = f" / {st['phase_budget_s']:.0f}s" if st["phase_budget_s"] else ""
-            click.echo(f"{rid}: {state}; {st['iterations']} iterations, {st['kept']} kept, best {st['best']}"
-                       + (f"; now iter {st['iter']} {st['phase']} {st['phase_elapsed_s']}s{budget}" if owner else ""))
+            budget = f" / {fmt.hms(st['phase_budget_s'])}" if st["phase_budget_s"] else ""
+            click.echo(f"{rid}: {state}; {st['iterations']} iterations, {st['kept']} kept, best {fmt.score(st['best'])}"
+                       + (f"; now iter {st['iter']} {st['phase']} {fmt.hms(st['phase_elapsed_s'])}{budget}" if owner else ""))
+            if prog:
+                click.echo(f"  progress: {describe(prog)}")
+            if st["references"]:
+                click.echo(f"  reference points: {references_line(st['references'])}")
             if st["last"]:
                 last = st["last"]
-                click.echo(f"  last: #{last['iter']} {last['status']} score {last.get('score')} {last.get('reason', '')[:100]}")
+                click.echo(f"  last: #{last['iter']} {last['status']} score {fmt.score(last.get('score'))} {last.get('reason', '')[:100]}")
         if not follow or owner is None:
             return
         time.sleep(1)
@@ -235,22 +253,54 @@ def runs_cmd(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option("--kept", is_flag=True, help="Only kept checkpoints.")
-@click.option("--wide", is_flag=True, help="Also durations, peak RSS, delta and the decision's reason.")
+@click.option("--wide", is_flag=True, help="Every column: durations, peak RSS, delta, the decision's reason (default: what fits 120 columns).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_json: bool) -> None:
-    """The per-iteration table of RUN (default: the newest): checkpoint, time, score, components, decision."""
+    """The per-iteration table of RUN (default: the newest): score, components, decision, and the run's
+    reference points (e.g. a constant reply, the untrained baseline) scored on the same gold set."""
     from autoloop import report
 
     try:
         rid = report.resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
-        cols, rows = report.iteration_rows(_db(ctx), rid, kept_only=kept)
+        if as_json:
+            cols, rows = report.iteration_rows(_db(ctx), rid, kept_only=kept)
+            click.echo(json.dumps(rows, default=str))
+        else:
+            _show_table(_db(ctx), rid, title=rid, kept=kept, wide=wide)
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
-    if as_json:
-        click.echo(json.dumps(rows, default=str))
-    else:
-        _print_table(cols if wide else report.compact_columns(cols, rows), rows, title=rid)
+
+
+def _show_table(db: Path, rid: str, title: str, kept: bool = False, wide: bool = False) -> None:
+    """Iterations, then the reference points under a rule, in one table (so their columns line up)."""
+    from autoloop import report
+
+    cols, rows = report.iteration_rows(db, rid, kept_only=kept)
+    refs, ref_error = report.reference_rows(db, rid)
+    width = _show_width()
+    shown, split = (cols, False) if wide else report.compact_layout(cols, rows + refs, width)
+    _print_table(shown, rows, title=title, extra_rows=refs, compact=not wide, split_headers=split,
+                 width=None if wide else width)
+    if ref_error:
+        click.echo(f"reference points: the target's reference_scores() failed: {ref_error}")
+
+
+def _show_width() -> int:
+    """COLUMNS when set, else the terminal's width, else 120 (a pipe, a log file)."""
+    import os
+    import shutil
+
+    try:
+        if int(os.environ.get("COLUMNS") or 0) > 0:
+            return int(os.environ["COLUMNS"])
+    except ValueError:
+        pass
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((120, 24)).columns
+    from autoloop.report import SHOW_WIDTH
+
+    return SHOW_WIDTH
 
 
 @main.command()
@@ -316,22 +366,26 @@ def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_pa
 @click.pass_context
 def best(ctx: click.Context, run_ref: str | None, as_json: bool) -> None:
     """The best checkpoint of RUN: score, tag, commit, and how to materialise it."""
-    from autoloop import report, store
+    from autoloop import fmt, report, store
 
     try:
         rid = report.resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
         cols, rows = store.query(_db(ctx), "SELECT * FROM best WHERE run_id = ?", [rid])
+        refs, _ = report.reference_rows(_db(ctx), rid)
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     if not rows:
         _fail(f"run {rid} has no kept checkpoint yet")
     d = dict(zip(cols, rows[0]))
     d["state_repo"] = str(_runs_dir(ctx) / rid / "state")
+    d["references"] = {r["reference"]: r["score"] for r in refs}
     if as_json:
         click.echo(json.dumps(d, default=str))
     else:
-        click.echo(f"{rid}: best score {d['score']} at iteration {d['iter']} ({d['tag']}, commit {d['commit'][:12]})")
+        click.echo(f"{rid}: best score {fmt.score(d['score'])} at iteration {d['iter']} ({d['tag']}, commit {d['commit'][:12]})")
         click.echo(f"  {d['description']}")
+        if d["references"]:
+            click.echo(f"  reference points: {report.references_line(d['references'])}")
         click.echo(f"  materialise it: autoloop checkout {d['tag']} DIR")
 
 
@@ -485,26 +539,38 @@ def _emit(cols: list[str], rows: list[dict], as_json: bool) -> None:
         _print_table(cols, rows)
 
 
-def _print_table(cols: list[str], rows: list[dict], title: str | None = None) -> None:
+def _print_table(cols: list[str], rows: list[dict], title: str | None = None, extra_rows: list[dict] | None = None,
+                 compact: bool = False, split_headers: bool = False, width: int | None = None) -> None:
+    """A rich table. compact: numbers never wrapped, text columns folded to fit `width`; split_headers: long
+    names on two lines. Without a width, on a terminal rich fits the table to it; into a pipe, lines are not
+    wrapped."""
     from rich.console import Console
     from rich.table import Table
 
+    from autoloop.report import TEXT_COLS, header
+
     t = Table(title=title, show_lines=False)
+    everything = rows + (extra_rows or [])
     for c in cols:
-        t.add_column(c, overflow="fold", max_width=60 if c in ("description", "reason") else None)
-    for r in rows:
-        t.add_row(*[_cell(r.get(c)) for c in cols])
-    console = Console()
-    # On a terminal rich fits the table to it; into a pipe or file, lines are not wrapped at all.
-    (console if console.is_terminal else Console(width=1000)).print(t)
+        text = c in TEXT_COLS or any(isinstance(r.get(c), str) and len(r[c]) > 16 for r in everything)
+        t.add_column(header(c) if split_headers else c, overflow="fold", no_wrap=compact and not text,
+                     max_width=60 if c in TEXT_COLS else None)
+    for i, r in enumerate(rows):
+        t.add_row(*[_cell(r.get(c), c) for c in cols], end_section=bool(extra_rows) and i == len(rows) - 1)
+    for r in extra_rows or []:
+        t.add_row(*[_cell(r.get(c), c) for c in cols], style="dim")
+    if width is not None:
+        console = Console(width=width)
+    else:
+        console = Console()
+        console = console if console.is_terminal else Console(width=1000)
+    console.print(t)
 
 
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1e5 else f"{v:.4g}"
-    return str(v)
+def _cell(v: Any, col: str | None = None) -> str:
+    from autoloop.fmt import num
+
+    return num(v, col)
 
 
 def _register_plugins() -> None:

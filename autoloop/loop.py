@@ -21,6 +21,7 @@ from autoloop.checkpoint import best_tag, discarded_ref, tag_name
 from autoloop.decide import LoopState, decide, stop_reason
 from autoloop.envfault import fault
 from autoloop.journal import replay
+from autoloop.report import reference_points
 from autoloop.runs import FAILED, Run, release_lock
 from autoloop.target import Candidate, Scores
 
@@ -50,6 +51,7 @@ def _drive(run: Run, interrupts: "_InterruptFlag") -> str:
     if sf is not None:
         run.display.message(f"note: stop file {sf} exists, so this run stops at the first check; "
                             f"remove it (rm {sf}) to let it go on")
+    refs_done = False
     while True:
         hist = replay(run.journal.events(), run.dir)
         if hist.incumbent is None and not interrupts.raised:
@@ -64,6 +66,9 @@ def _drive(run: Run, interrupts: "_InterruptFlag") -> str:
                                f"{run.dir / 'iters' / f'{last.iter:03d}'}; fix the target, then "
                                f"`autoloop resume {run.run_id}`")
             return "baseline_failed"
+        if not refs_done and not interrupts.raised:
+            score_references(run, interrupts)  # once per run: what a score means on this gold set
+            refs_done = True
         reason = "sigint" if interrupts.raised else stop_reason(_loop_state(run, hist), run.limits)
         if reason:
             return reason
@@ -194,6 +199,41 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
     best = scores.score if status == "keep" else (inc.score if inc else None)
     run.display.finished({"iter": n, "status": status, "score": scores.score if scores else None,
                           "reason": reason}, best)
+
+
+def score_references(run: Run, interrupts) -> None:
+    """Score the target's reference points once per run (a child process, under the score budget), and
+    record them with the baseline (iteration 0) as the `references` event: `show` and `status` print them
+    beside the score. Skipped when the target declares none, or when the run already has them."""
+    t = run.target
+    hook = getattr(t, "reference_scores", None)
+    events = run.journal.events()
+    if not (callable(hook) or getattr(t, "baseline_label", None)):
+        return
+    done = next((e for e in events if e["kind"] == "references"), None)
+    if done is None:
+        base = next((r for r in replay(events, run.dir).iterations if r.iter == 0), None)
+        baseline = {"label": str(getattr(t, "baseline_label", None) or "baseline"), "iter": 0,
+                    "score": base.score if base else None, "components": base.components if base else {}}
+        scores, error = {}, None
+        if callable(hook):
+            it_dir = run.dir / "iters" / "000"
+            run.set_context(0, it_dir, "references")
+            budget = float(getattr(t, "score_budget_s", None) or t.budget_s)
+            run.display.phase(0, "references", budget)
+            res = run.child(0, it_dir, "references", {"gold": str(run.gold)}, budget, interrupts)
+            if res.status == "interrupted":
+                return  # asked again on resume
+            if res.status == "ok":
+                scores = {k: (None if v is None else {f: x for f, x in v.items() if f != "feedback"})
+                          for k, v in (res.value or {}).items()}
+            else:
+                error = f"{res.status}: " + (res.error.strip().splitlines() or [res.status])[-1][:300]
+        done = run.record("references", baseline=baseline, scores=scores, error=error)
+        if error:
+            run.display.message(f"[{run.run_id}] reference points could not be scored ({error}); see "
+                                f"{run.dir / 'iters' / '000' / 'references.log'}")
+    run.display.references(reference_points([done]))
 
 
 def _propose(run: Run, hist) -> tuple[Candidate, str]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from autoloop import store
+from autoloop import fmt, store
 
 BASE_COLS = ["iter", "checkpoint", "time", "status", "score", "delta", "ci_low", "ci_high", "cost_usd",
              "llm_calls", "run_s", "score_s", "overhead_s", "peak_rss_mb", "description", "reason"]
@@ -72,21 +72,120 @@ def iteration_rows(db_path: Path, run_id: str, kept_only: bool = False) -> tuple
     return BASE_COLS[:5] + comp_cols + BASE_COLS[5:], out
 
 
-def compact_columns(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    """The columns a person reads first; the rest (durations, RSS, reasons) are in --wide, CSV and SQL."""
+SHOW_WIDTH = 120  # `show` fits a terminal this wide by default; --wide prints every column
+TEXT_COLS = ("description", "reason")
+
+
+def _is_text(c: str, rows: list[dict[str, Any]]) -> bool:
+    return c in TEXT_COLS or any(isinstance(r.get(c), str) and len(r[c]) > 16 for r in rows)
+
+
+def header(c: str) -> str:
+    """A long column name on two lines, split at the underscore that makes it narrowest
+    ('level_within_1' -> 'level_' / 'within_1'): the table stays narrow and the name stays the SQL one."""
+    cuts = [i + 1 for i, ch in enumerate(c) if ch == "_" and 0 < i < len(c) - 1]
+    if len(c) <= 8 or not cuts:
+        return c
+    i = min(cuts, key=lambda k: max(k, len(c) - k))
+    return c[:i] + "\n" + c[i:]
+
+
+def col_width(c: str, rows: list[dict[str, Any]], split: bool = False) -> int:
+    head = header(c) if split else c
+    return max([len(x) for x in head.split("\n")] + [len(fmt.num(r.get(c), c)) for r in rows])
+
+
+def compact_layout(cols: list[str], rows: list[dict[str, Any]], width: int = SHOW_WIDTH) -> tuple[list[str], bool]:
+    """The columns a person reads first, as many as fit in `width` characters, and whether long names go on
+    two lines to make room. The rest (durations, RSS, reasons, ...) are in --wide, CSV and SQL.
+
+    In priority order: iter, status, the score (shown as the component that equals it in every row, e.g.
+    forge_score, when there is one: its name says more), the target's components in its own order, time,
+    checkpoint, the interval and spend when used; the description takes what is left (at least 24
+    characters, wrapped)."""
     def used(c: str) -> bool:
         return any(r.get(c) not in (None, 0, 0.0, "") for r in rows)
 
-    keep = [c for c in cols if c not in BASE_COLS] + ["iter", "checkpoint", "time", "status", "score", "description"]
-    keep += [c for c in ("ci_low", "ci_high", "cost_usd", "llm_calls") if used(c)]
-    return [c for c in cols if c in keep]
+    comps = [c for c in cols if c not in BASE_COLS]
+    scored = [r for r in rows if r.get("score") is not None]
+    distinct = len({r["score"] for r in scored}) > 1  # with one value, a component may equal it by chance
+    same = next((c for i, c in enumerate(comps) if scored and (i == 0 or distinct)
+                 and all(r.get(c) == r["score"] for r in scored)), None)
+    score_col = same or "score"
+    wanted = ["iter", "status", score_col] + [c for c in comps if c != same] + ["time", "checkpoint"]
+    wanted += [c for c in ("ci_low", "ci_high", "cost_usd", "llm_calls") if used(c)]
+
+    def fit(split: bool) -> list[str]:
+        chosen: list[str] = []
+        # A rich table with borders takes 3 characters per column (padding and a rule) plus 1.
+        room = width - 1 - (24 + 3)  # the description's minimum
+        for i, c in enumerate(wanted):
+            need = (16 if _is_text(c, rows) else col_width(c, rows, split)) + 3
+            if i < 3 or need <= room:  # iter, status and the score are always shown
+                chosen.append(c)
+                room -= need
+        return chosen + ["description"]
+
+    chosen, split = fit(False), False
+    if len(chosen) < len(wanted) + 1:
+        chosen, split = fit(True), True
+    return _ordered(cols, chosen, score_col), split
+
+
+def compact_columns(cols: list[str], rows: list[dict[str, Any]], width: int = SHOW_WIDTH) -> list[str]:
+    return compact_layout(cols, rows, width)[0]
+
+
+def _ordered(cols: list[str], chosen: list[str], score_col: str) -> list[str]:
+    """Chosen columns in the table's order, with the score column standing where `score` stands."""
+    out = []
+    for c in cols:
+        if c == "score":
+            out.append(score_col)
+        elif c in chosen and c != score_col:
+            out.append(c)
+    return out
+
+
+def reference_rows(db_path: Path, run_id: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The run's reference points as table rows (score and components; the name in `description`), and the
+    error of the target's reference_scores() if it failed."""
+    try:
+        _, rows = store.query(db_path, "SELECT name, kind, score, components FROM reference_scores "
+                                       "WHERE run_id = ? ORDER BY n", [run_id])
+        _, ev = store.query(db_path, "SELECT payload FROM events WHERE run_id = ? AND kind = 'references' "
+                                     "ORDER BY seq DESC LIMIT 1", [run_id])
+    except Exception:  # an older database without the table: `autoloop db rebuild` adds it
+        return [], None
+    out = []
+    for name, kind, score, comps in rows:
+        d = {"iter": None, "checkpoint": "", "time": "", "status": "ref", "score": score,
+             "description": name, "reference": name, "kind": kind}
+        d.update({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in json.loads(comps or "{}").items()})
+        out.append(d)
+    error = json.loads(ev[0][0]).get("error") if ev else None
+    return out, error
+
+
+def reference_points(events: list[dict[str, Any]]) -> dict[str, float | None]:
+    """name -> score from a run's journal (no database needed: `status` uses this): the target's
+    reference points in its order, then the baseline (iteration 0)."""
+    event = next((e for e in reversed(events) if e["kind"] == "references"), None)
+    if not event:
+        return {}
+    out = {k: (v or {}).get("score") for k, v in (event.get("scores") or {}).items()}
+    b = event.get("baseline") or {}
+    if b:
+        out[f"{b.get('label') or 'baseline'} (iteration 0)"] = b.get("score")
+    return out
+
+
+def references_line(points: dict[str, float | None]) -> str:
+    return " · ".join(f"{k} {fmt.score(v)}" for k, v in points.items())
 
 
 def _hms(s: float | None) -> str:
-    if s is None:
-        return ""
-    s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return "" if s is None else fmt.hms(s)
 
 
 def to_csv(cols: list[str], rows: list[dict[str, Any]]) -> str:

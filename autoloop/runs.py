@@ -37,7 +37,7 @@ from autoloop.decide import StopLimits
 from autoloop.envfault import fault
 from autoloop.journal import JOURNAL, Journal, read_events
 from autoloop.logcap import DEFAULT_CAP_MB
-from autoloop.progress import Display
+from autoloop.progress import Display, progress_path
 from autoloop.target import TargetError, check_gold, gold_path, load_target, refuse_sealed_gold, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
@@ -66,6 +66,7 @@ class Settings:
     memory_cap_mb: float | None = None
     max_log_mb: float = DEFAULT_CAP_MB  # per child log: head and tail kept, the middle dropped
     progress: bool | None = None  # None: live panel only on a terminal
+    progress_every: float | None = None  # seconds between progress lines when not on a terminal (None: 30; 0: off)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -95,7 +96,7 @@ class Run:
         self.gold = gold_path(target, self.target_path)
         self.repo = StateRepo(self.state_dir, self.runs_dir / "blobs", float(getattr(target, "large_file_mb", 1.0)))
         self.journal = Journal(self.dir)
-        self.display = Display(run_id, self.dir, target.direction, settings.progress)
+        self.display = Display(run_id, self.dir, target.direction, settings.progress, settings.progress_every)
         self._redo: dict | None = None
         self.stop_detail = ""  # one line on why the run stopped, when the reason alone does not say
         self._ctx_env: dict[str, str] = {}
@@ -132,6 +133,7 @@ class Run:
         env.update(self._ctx_env)
         env["AUTOLOOP_PHASE"] = method
         cap = self.settings.memory_cap_mb or getattr(self.target, "memory_cap_mb", None)
+        progress_path(it_dir, method).unlink(missing_ok=True)  # a redone iteration starts with no stale progress
         call = sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
                                  deadline=time.time() + budget_s, work_dir=it_dir, env=env,
                                  memory_cap_mb=cap, label=method, marker=f"{self.run_id}/{n:03d}/{method}",

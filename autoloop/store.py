@@ -114,7 +114,19 @@ def _m2_evaluations(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations]
+
+
+def _m3_reference_scores(con: duckdb.DuckDBPyConnection) -> None:
+    # Reference points of a run, scored once on the same gold set: what the target declares (e.g. a constant
+    # valid reply) and the baseline (iteration 0). kind: 'target' | 'baseline'; n: display order. If the
+    # target's reference_scores() failed, its error is in the `references` event (events.payload).
+    con.execute("""
+    CREATE TABLE reference_scores (run_id VARCHAR, name VARCHAR, kind VARCHAR, n INTEGER, score DOUBLE,
+        components VARCHAR, error VARCHAR, PRIMARY KEY (run_id, name));
+    """)
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations, _m3_reference_scores]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -181,6 +193,16 @@ def apply_event(con: duckdb.DuckDBPyConnection, run_id: str, e: dict[str, Any]) 
                      e.get("redo_of")])
     elif kind == "iter_end":
         _apply_iter_end(con, run_id, e)
+    elif kind == "references":
+        con.execute("DELETE FROM reference_scores WHERE run_id = ?", [run_id])
+        rows = [[run_id, str(name), "target", n, _f((sc or {}).get("score")), _j((sc or {}).get("components")),
+                 None if sc else "no score"] for n, (name, sc) in enumerate((e.get("scores") or {}).items())]
+        b = e.get("baseline")
+        if b:
+            rows.append([run_id, f"{b.get('label') or 'baseline'} (iteration 0)", "baseline", len(rows),
+                         _f(b.get("score")), _j(b.get("components")), None])
+        if rows:
+            con.executemany("INSERT OR REPLACE INTO reference_scores VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     elif kind == "llm_calls":
         rows = []
         for c in e.get("calls") or []:

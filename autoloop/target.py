@@ -30,6 +30,13 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     large_file_mb: float          files above this size are stored by sha256 outside git (default 1)
     describe() -> dict            extra run metadata (e.g. which BLAS, model path) for the runs table; its
                                   "warnings" (list of one-line strings) are shown at run start and resume
+    reference_scores(gold) -> dict[str, Scores | float]
+                                  reference points scored once per run in a child (e.g. a constant reply): shown
+                                  beside the score by `show`, `status`, `best`; table reference_scores
+    baseline_label: str           what iteration 0 is, as a reference point (e.g. "untrained model")
+
+Progress: code running in a child may call `autoloop.progress.report(done=, total=, unit=, task=, **metrics)`;
+the engine shows it in its panel, its log lines and `autoloop status` (see autoloop/progress.py).
 """
 from __future__ import annotations
 

@@ -265,6 +265,14 @@ class SfiaGRPO:
             feedback=[{"id": items[i]["id"], "input": items[i]["input"], "expected": items[i]["skills"],
                        "actual": replies[i], "components": comps[i]} for i in worst])
 
+    # -- reference points (a child process, once per run): what a forge_score means on this gold set ----
+    baseline_label = "untrained model"  # reference points beside the score in `autoloop show` / `status`
+
+    def reference_scores(self, gold: Path) -> dict:
+        from sfia.references import constant_reply_scores
+
+        return {"constant valid reply": constant_reply_scores(gold, self.gold_limit)}
+
 
 def _downsample(xs: list, n: int) -> list:
     """At most n points of a per-step curve (means of equal chunks), rounded: enough to see a trend in history."""

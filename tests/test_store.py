@@ -25,6 +25,7 @@ DOCUMENTED = {
     "llm_calls": ["run_id", "iter", "n", "ts", "phase", "provider", "model", "input_tokens", "output_tokens",
                   "cache_read_tokens", "cache_creation_tokens", "cost_usd", "latency_s", "cache_hit", "status",
                   "error", "retries", "request_hash", "purpose"],
+    "reference_scores": ["run_id", "name", "kind", "n", "score", "components", "error"],
     "journal_sync": ["run_id", "seq"],
     "schema_migrations": ["version", "applied_at"],
 }
