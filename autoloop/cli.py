@@ -147,7 +147,7 @@ def resume(ctx: click.Context, run_ref: str, **kw: Any) -> None:
 def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool) -> None:
     """Live view of a running loop (reads live.json and the journal: no database lock needed)."""
     from autoloop.journal import JOURNAL, read_events
-    from autoloop.report import resolve_run
+    from autoloop.report import resolve_run, run_state
     from autoloop.runs import lock_owner
 
     try:
@@ -162,10 +162,13 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         except (OSError, json.JSONDecodeError):
             pass
         events = read_events(run_dir / JOURNAL)
-        ends = [e for e in events if e["kind"] == "iter_end"]
+        # Counted as --max-iters counts: candidate iterations that finished (the baseline, #0, is not one).
+        ends = [e for e in events if e["kind"] == "iter_end" and e["iter"] > 0 and e["status"] != "interrupted"]
         owner = lock_owner(run_dir)
-        end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
-        st = {"run_id": rid, "running": owner is not None, "pid": owner, "iterations": len(ends),
+        marks = [e for e in events if e["kind"] in ("run_start", "run_resume", "run_end")]
+        end = marks[-1] if marks and marks[-1]["kind"] == "run_end" else None
+        state = run_state(_runs_dir(ctx), rid, end.get("status", "finished") if end else "running")
+        st = {"run_id": rid, "status": state, "running": owner is not None, "pid": owner, "iterations": len(ends),
               "kept": sum(e["status"] == "keep" for e in ends), "iter": live.get("iter"), "phase": live.get("phase"),
               "phase_elapsed_s": round(time.time() - live["phase_started"], 1) if live.get("phase_started") else None,
               "phase_budget_s": live.get("phase_budget_s"), "best": live.get("best"),
@@ -173,9 +176,12 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
-            state = "running" if owner else (f"stopped ({st['stop_reason']})" if st["stop_reason"] else "not running (resumable)")
+            said = state + (f" ({st['stop_reason']})" if st["stop_reason"] else "")
+            if state == "interrupted" and not st["stop_reason"]:
+                said += f" (resumable: autoloop resume {rid})"
             budget = f" / {st['phase_budget_s']:.0f}s" if st["phase_budget_s"] else ""
-            click.echo(f"{rid}: {state}; {st['iterations']} iterations, {st['kept']} kept, best {st['best']}"
+            click.echo(f"{rid}: {said}; {st['iterations']} iterations, {st['kept']} kept (baseline not counted), "
+                       f"best {st['best']}"
                        + (f"; now iter {st['iter']} {st['phase']} {st['phase_elapsed_s']}s{budget}" if owner else ""))
             if st["last"]:
                 last = st["last"]
@@ -185,32 +191,43 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         time.sleep(1)
 
 
+RUNS_SQL = """
+    SELECT r.run_id, r.target_name, r.started_at,
+           count(i.iter) FILTER (WHERE i.iter > 0 AND i.status NOT IN ('running', 'interrupted')) AS iterations,
+           count(*) FILTER (WHERE i.iter > 0 AND i.status = 'keep') AS kept, b.score AS best, r.status,
+           r.stop_reason, coalesce(sum(i.cost_usd), 0) AS cost_usd
+    FROM runs r LEFT JOIN iterations i USING (run_id) LEFT JOIN best b USING (run_id)
+    GROUP BY ALL ORDER BY r.started_at"""
+
+
 @main.command("runs")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def runs_cmd(ctx: click.Context, as_json: bool) -> None:
-    """List runs: id, target, start, iterations, kept, best score, stop reason."""
+    """List runs: id, target, start, iterations and kept (the baseline not counted, as --max-iters counts),
+    best score, status (running | finished | interrupted, as `status` says), stop reason, dollars spent."""
     from autoloop import store
+    from autoloop.report import run_state
 
     try:
-        cols, rows = store.query(_db(ctx), """
-            SELECT r.run_id, r.target_name, r.started_at, count(i.iter) AS iterations,
-                   count(*) FILTER (WHERE i.status = 'keep') AS kept, b.score AS best, r.status, r.stop_reason
-            FROM runs r LEFT JOIN iterations i USING (run_id) LEFT JOIN best b USING (run_id)
-            GROUP BY ALL ORDER BY r.started_at""")
+        cols, rows = store.query(_db(ctx), RUNS_SQL)
     except FileNotFoundError as e:
         _fail(str(e))
-    _emit(cols, [dict(zip(cols, r)) for r in rows], as_json)
+    out = [dict(zip(cols, r)) for r in rows]
+    for d in out:
+        d["status"] = run_state(_runs_dir(ctx), d["run_id"], d["status"])
+    _emit(cols, out, as_json)
 
 
 @main.command()
 @click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option("--kept", is_flag=True, help="Only kept checkpoints.")
-@click.option("--wide", is_flag=True, help="Also durations, peak RSS, delta and the decision's reason.")
+@click.option("--wide", is_flag=True, help="Also durations, peak RSS, delta, the decision's reason and the params (params.<key>).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_json: bool) -> None:
-    """The per-iteration table of RUN (default: the newest): checkpoint, time, score, components, decision."""
+    """Every iteration of RUN (default: the newest), kept or not: checkpoint (kept ones), time since the start,
+    status, score, components, decision. Columns are described in the README ("Columns")."""
     from autoloop import report
 
     try:
@@ -219,9 +236,13 @@ def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_jso
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     if as_json:
-        click.echo(json.dumps(rows, default=str))
+        click.echo(json.dumps(rows, default=str))  # params as an object, elapsed_s in seconds
+    elif wide:
+        pcols, prow = report.with_param_columns(rows)
+        prow = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in prow]
+        _print_table(cols + pcols, prow, title=rid)
     else:
-        _print_table(cols if wide else report.compact_columns(cols, rows), rows, title=rid)
+        _print_table(report.compact_columns(cols, rows), rows, title=rid)
 
 
 @main.command()
@@ -230,7 +251,9 @@ def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_jso
 @click.pass_context
 def sql(ctx: click.Context, query: str, fmt: str) -> None:
     """Run a read-only SQL QUERY on the history (tables runs, iterations, metrics, item_scores, events,
-    llm_calls; views curve, best). Retries while a running loop holds the write lock."""
+    llm_calls; views curve, best, last_run; macro last_run() -- the newest run's id, as in
+    `select * from curve where run_id = last_run()`). Retries while a running loop holds the write lock.
+    With --format json, JSON columns (params, config, info...) are objects."""
     import duckdb
 
     from autoloop import store
@@ -240,10 +263,12 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
     except FileNotFoundError as e:
         _fail(str(e))
     except duckdb.Error as e:
-        _fail(f"sql: {str(e).splitlines()[0]}; check the query (tables: runs, iterations, metrics, item_scores, events, llm_calls, curve, best)")
+        _fail(f"sql: {str(e).splitlines()[0]}; check the query (tables: runs, iterations, metrics, item_scores, events, llm_calls, curve, best, last_run; macro last_run())")
     dicts = [dict(zip(cols, r)) for r in rows]
     if fmt == "json":
-        click.echo(json.dumps(dicts, default=str))
+        from autoloop.report import decode_json_columns
+
+        click.echo(json.dumps([decode_json_columns(d) for d in dicts], default=str))
     elif fmt == "csv":
         from autoloop.report import to_csv
 
@@ -259,7 +284,8 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write the curve as a PNG.")
 @click.pass_context
 def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_path: str | None) -> None:
-    """Export RUN's evidence trail: every iteration with its scores and decision (CSV), and the curve (PNG)."""
+    """Export RUN's evidence trail: every iteration with its scores and decision (CSV: run_id, elapsed_s in
+    seconds, params.<key> columns), and the curve (PNG)."""
     from autoloop import report
 
     if not csv_path and not png_path:
@@ -270,7 +296,7 @@ def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_pa
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     if csv_path:
-        text = report.to_csv(cols, rows)
+        text = report.to_csv(*report.csv_rows(rid, cols, rows))
         if csv_path == "-":
             click.echo(text, nl=False)
         else:
@@ -304,6 +330,48 @@ def best(ctx: click.Context, run_ref: str | None, as_json: bool) -> None:
         click.echo(f"{rid}: best score {d['score']} at iteration {d['iter']} ({d['tag']}, commit {d['commit'][:12]})")
         click.echo(f"  {d['description']}")
         click.echo(f"  materialise it: autoloop checkout {d['tag']} DIR")
+
+
+@main.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+    """RUN_A and RUN_B side by side: best score and when it came, iterations, keeps, cost, components at
+    the best; and, when both used the same gold set, their best checkpoints paired item by item."""
+    from autoloop import report
+
+    try:
+        a = report.resolve_run(_db(ctx), _runs_dir(ctx), run_a)
+        b = report.resolve_run(_db(ctx), _runs_dir(ctx), run_b)
+        res = report.compare_runs(_db(ctx), _runs_dir(ctx), a, b)
+    except (LookupError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if as_json:
+        click.echo(json.dumps(res, default=str))
+        return
+    sa, sb = res["a"], res["b"]
+    fields = ["target_name", "direction", "status", "stop_reason", "started_at", "iterations", "kept", "best",
+              "best_iter", "best_tag", "best_elapsed_s", "elapsed_s", "cost_usd"]
+    comps = sorted(set(sa["best_components"]) | set(sb["best_components"]))
+    rows = [{"": f, "A": sa.get(f), "B": sb.get(f)} for f in fields]
+    rows += [{"": f"best {c}", "A": sa["best_components"].get(c), "B": sb["best_components"].get(c)} for c in comps]
+    _print_table(["", "A", "B"], rows, title=f"A = {a}   B = {b}")
+    if not res["same_gold"]:
+        click.echo("gold sets differ (sha256): the scores are not measured on the same items")
+    elif not res["same_direction"]:
+        click.echo("directions differ: the scores are not comparable")
+    if "best_delta_b_minus_a" in res:
+        better = sa["direction"] == "min" and res["best_delta_b_minus_a"] < 0 or (
+            sa["direction"] == "max" and res["best_delta_b_minus_a"] > 0)
+        click.echo(f"best: delta B - A {res['best_delta_b_minus_a']:+.4g} "
+                   f"({'lower' if sa['direction'] == 'min' else 'higher'} is better: "
+                   f"{'B' if better else 'A' if res['best_delta_b_minus_a'] else 'neither'} is better)")
+    it = res["items"]
+    if it:
+        click.echo(f"best vs best on {it['n']} shared gold items: B better on {it['b_better']}, "
+                   f"A better on {it['a_better']}, equal on {it['equal']}")
 
 
 @main.command()
