@@ -458,6 +458,22 @@ def eval_cmd(ctx: click.Context, checkpoint: str, target_file: Path | None, gold
         sys.exit(1)
 
 
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, envvar="AUTOLOOP_UI_PORT")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="AUTOLOOP_UI_HOST",
+              help="Address to bind; anything but loopback prints a warning (the page has no login).")
+@click.option("--runs-dir", "ui_runs_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Runs directory to show (same as the global --runs-dir).")
+@click.pass_context
+def ui(ctx: click.Context, port: int, host: str, ui_runs_dir: Path | None) -> None:
+    """Serve a live, read-only web dashboard over the history: runs (overlaid), curves, iterations,
+    each candidate's diff and per-item changes, LLM spend. Never takes the database lock."""
+    from autoloop.ui.app import serve
+
+    runs_dir = ui_runs_dir.resolve() if ui_runs_dir else _runs_dir(ctx)
+    serve(runs_dir, host=host, port=port, echo=lambda m: click.echo(m, err=m.startswith("warning")))
+
+
 @main.group()
 def db() -> None:
     """The DuckDB history file."""

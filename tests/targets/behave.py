@@ -9,6 +9,8 @@ Plan: comma-separated steps, one per candidate iteration, e.g. "ok:0.5,sleep:30,
   nan         score returns NaN
   none        score returns None
   big:V       writes a 2 MB file into the state (stored by sha256 outside git) and scores V
+  paid:V:S    records 3 LLM calls of $0.01 each over S seconds (no network: the records a client would
+              write), scores V
 Steps past the end of the plan repeat the last one. Baseline scores $BEHAVE_BASE (default 0.1).
 """
 from __future__ import annotations
@@ -48,13 +50,21 @@ class Behave:
             time.sleep(float(args[0]))
         if kind == "slowok":
             time.sleep(float(args[1]))
+        if kind == "paid":
+            from autoloop.context import record_llm_call
+
+            for k in range(3):
+                time.sleep(float(args[1]) / 3 if len(args) > 1 else 0)
+                record_llm_call({"provider": "fake", "model": "fake-model", "input_tokens": 100 + k,
+                                 "output_tokens": 20, "cost_usd": 0.01, "latency_s": 0.1, "status": "ok",
+                                 "purpose": "test"})
         if kind == "crash":
             raise RuntimeError("candidate crashed on purpose")
         if kind == "oom":
             hog = []
             while True:
                 hog.append(bytearray(b"\x01") * 100_000_000)
-        value = float(args[0]) if args and kind in ("ok", "slowok", "big") else 0.0
+        value = float(args[0]) if args and kind in ("ok", "slowok", "big", "paid") else 0.0
         guard = float(args[1]) if kind == "ok" and len(args) > 1 else 1.0
         if kind == "big":
             (state / "weights.bin").write_bytes(os.urandom(2_000_000))
