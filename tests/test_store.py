@@ -40,7 +40,7 @@ def test_schema_matches_documentation_and_migrations_apply_once(tmp_path: Path) 
         got = [r[0] for r in con.execute(f"describe {table}").fetchall()]
         assert got == cols, table
     views = {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
-    assert {"curve", "best"} <= views
+    assert {"curve", "best", "last_run"} <= views
     con.close()
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for table in DOCUMENTED:

@@ -34,8 +34,9 @@ def free_port() -> int:
 def ui_server(runs_dir: Path, host: str = "127.0.0.1", extra_env: dict | None = None):
     """`autoloop ui` as a user starts it, in a child process; yields (base url, process)."""
     port = free_port()
-    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), **(extra_env or {}))
-    proc = subprocess.Popen([sys.executable, "-m", "autoloop", "ui", "--port", str(port), "--host", host],
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir.parent / "not-this-one"), **(extra_env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "autoloop", "ui", "--port", str(port), "--host", host,
+                             "--runs-dir", str(runs_dir)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

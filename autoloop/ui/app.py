@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,6 +39,16 @@ _HEADERS = {
 }
 
 
+class _CachedStatic(StaticFiles):
+    """Static files under versioned URLs (?v=...): cached by the browser until the package changes."""
+
+    def file_response(self, *args: Any, **kw: Any) -> Response:
+        resp = super().file_response(*args, **kw)
+        resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return resp
+
+
 class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return json.dumps(content, default=_default, allow_nan=False, separators=(",", ":")).encode()
@@ -51,17 +62,33 @@ def _default(v: Any) -> Any:
     return str(v)
 
 
-def _page(title: str, body: str, status_code: int = 200, page: str = "", data: dict | None = None) -> HTMLResponse:
+def _static_version() -> str:
+    """Part of every static URL: it changes when a file changes, so browsers may cache them for good."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(STATIC.iterdir()):
+        h.update(p.name.encode() + str(p.stat().st_mtime_ns).encode() + str(p.stat().st_size).encode())
+    return h.hexdigest()[:12]
+
+
+_V = _static_version()
+
+
+def _page(title: str, body: str, status_code: int = 200, page: str = "", data: dict | None = None,
+          preload: str = "") -> HTMLResponse:
     attrs = f' data-page="{html.escape(page)}"' if page else ""
+    # The page's data is requested while the scripts load and compile, not after (app.js picks it up).
+    pre = f'<link rel="preload" href="{html.escape(preload)}" as="fetch" crossorigin="anonymous">' if preload else ""
     for k, v in (data or {}).items():
         attrs += f' data-{k}="{html.escape(str(v))}"'
-    scripts = ('<script src="/static/uPlot.iife.min.js"></script><script src="/static/app.js"></script>'
+    scripts = (f'<script src="/static/uPlot.iife.min.js?v={_V}"></script><script src="/static/app.js?v={_V}"></script>'
                if page else "")
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · autoloop</title>
-<link rel="stylesheet" href="/static/uPlot.min.css"><link rel="stylesheet" href="/static/app.css">
-<link rel="icon" href="data:,"></head>
+<link rel="stylesheet" href="/static/uPlot.min.css?v={_V}"><link rel="stylesheet" href="/static/app.css?v={_V}">
+<link rel="icon" href="data:,">{pre}</head>
 <body{attrs}><header><a href="/" class="home">autoloop</a> <span class="crumb">{html.escape(title)}</span>
 <span id="live" class="live"></span></header>
 <main>{body}</main>{scripts}</body></html>"""
@@ -76,9 +103,15 @@ def _message(title: str, text: str, status_code: int) -> HTMLResponse:
 def create_app(runs_dir: Path, host: str = "127.0.0.1") -> Starlette:
     dash = Dashboard(Path(runs_dir))
 
+    def stamped(request: Request) -> dict[str, str]:
+        # Taken before the data is read: the page redraws on any later change (see app.js watch()).
+        rid = request.path_params.get("run_id") or request.query_params.get("run")
+        return dict(_HEADERS, **{"X-Autoloop-Version": dash.version(rid)})
+
     def api(fn):
         def endpoint(request: Request) -> Response:
-            return _JSON(fn(request), headers=_HEADERS)
+            headers = stamped(request)
+            return _JSON(fn(request), headers=headers)
         return endpoint
 
     def index(request: Request) -> Response:
@@ -90,7 +123,7 @@ def create_app(runs_dir: Path, host: str = "127.0.0.1") -> Starlette:
         run = dash.run(rid)
         if run is None:
             raise HTTPException(404, f"no run {rid!r} in {dash.runs_dir}")
-        return _page(rid, RUN_BODY, page="run", data={"run": rid})
+        return _page(rid, RUN_BODY, page="run", data={"run": rid}, preload=f"/api/runs/{quote(rid)}")
 
     def _need_run(rid: str) -> None:
         if dash.run(rid) is None:
@@ -102,11 +135,12 @@ def create_app(runs_dir: Path, host: str = "127.0.0.1") -> Starlette:
     def api_runs(request: Request) -> list:
         return dash.runs()
 
-    def api_run(request: Request) -> dict:
-        d = dash.run_detail(request.path_params["run_id"])
-        if d is None:
+    def api_run(request: Request) -> Response:
+        headers = stamped(request)
+        text = dash.run_detail_json(request.path_params["run_id"])
+        if text is None:
             raise HTTPException(404, f"no run {request.path_params['run_id']!r}")
-        return d
+        return Response(text, media_type="application/json", headers=headers)
 
     def api_iter(request: Request) -> dict:
         rid, n = request.path_params["run_id"], request.path_params["n"]
@@ -140,11 +174,11 @@ def create_app(runs_dir: Path, host: str = "127.0.0.1") -> Starlette:
         Route("/run/{run_id:str}", run_page, methods=["GET"]),
         Route("/api/version", api(api_version), methods=["GET"]),
         Route("/api/runs", api(api_runs), methods=["GET"]),
-        Route("/api/runs/{run_id:str}", api(api_run), methods=["GET"]),
+        Route("/api/runs/{run_id:str}", api_run, methods=["GET"]),
         Route("/api/runs/{run_id:str}/iter/{n:int}", api(api_iter), methods=["GET"]),
         Route("/api/runs/{run_id:str}/llm", api(api_llm), methods=["GET"]),
         Route("/api/curves", api(api_curves), methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Mount("/static", _CachedStatic(directory=STATIC), name="static"),
     ]
     middleware = []
     if host in LOOPBACK:  # a page on another site cannot reach this one by DNS rebinding

@@ -9,6 +9,7 @@ const KIND_COLORS = {
 const FAILED = ["crash", "timeout", "oom", "nonfinite", "invalid", "interrupted"];
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
   "#bcbd22", "#7f7f7f"];
+const FIRST_ROWS = 40;  // rows drawn with the charts (more than the table box shows); the rest follow
 const POLL_MS = Number(new URLSearchParams(location.search).get("poll") || 1000);
 
 const $ = (sel) => document.querySelector(sel);
@@ -34,11 +35,16 @@ function usd(v) { return v ? "$" + Number(v).toFixed(v < 1 ? 4 : 2) : ""; }
 function badge(status) { return `<span class="badge s-${esc(status)}">${esc(status)}</span>`; }
 function dirText(direction) { return direction === "min" ? "lower is better" : "higher is better"; }
 
-async function getJSON(url) {
-  const r = await fetch(url, {cache: "no-store"});
+const preloaded = new Set([...document.querySelectorAll('link[rel="preload"][as="fetch"]')].map((l) => l.href));
+
+async function getJSON(url, withVersion = false) {
+  const abs = new URL(url, location.href).href;
+  // A URL the page preloads is fetched once as the preload asked (the browser hands over that response).
+  const r = await fetch(url, preloaded.delete(abs) ? {} : {cache: "no-store"});
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || `${r.status} ${url}`);
-  return body;
+  // The server stamps each answer with the history's version taken before it read the data.
+  return withVersion ? [body, r.headers.get("X-Autoloop-Version")] : body;
 }
 
 function showError(e) {
@@ -56,16 +62,21 @@ function clearError() { const b = $("#error"); if (b) b.remove(); }
 /* Poll a cheap stamp; call redraw() when it changes. */
 function watch(versionUrl, redraw) {
   let last = null, busy = false;
-  async function tick() {
+  async function tick(first) {
     if (busy) return;
     busy = true;
     try {
-      const v = (await getJSON(versionUrl)).version;
-      if (v !== last) { last = v; await redraw(); clearError(); }
+      if (first) {  // no round trip first: the data comes stamped with the version it is at least as new as
+        last = await redraw();
+      } else {
+        const v = (await getJSON(versionUrl)).version;
+        if (v !== last) { last = v; await redraw(); }
+      }
+      clearError();
     } catch (e) { showError(e); }
     finally { busy = false; }
   }
-  tick();
+  tick(true);
   setInterval(tick, POLL_MS);
 }
 
@@ -97,7 +108,7 @@ const selected = new Set(JSON.parse(localStorage.getItem("autoloop.overlay") || 
 let runsCache = [];
 
 async function drawRuns() {
-  const runs = await getJSON("/api/runs");
+  const [runs, version] = await getJSON("/api/runs", true);
   runsCache = runs;
   $("#runs-dir").textContent = document.body.dataset.runsDir;
   if (!localStorage.getItem("autoloop.overlay")) runs.slice(0, 3).forEach((r) => selected.add(r.run_id));
@@ -119,6 +130,7 @@ async function drawRuns() {
   }));
   document.body.dataset.runs = runs.length;
   await drawOverlay();
+  return version;
 }
 
 async function drawOverlay() {
@@ -160,9 +172,19 @@ async function drawOverlay() {
 /* ------------------------------------------------------------------ run page */
 let detail = null, openIter = null;
 
+function timed(name, fn) {  // performance.measure entries: the bench reads where page-load time goes
+  const t = performance.now();
+  const out = fn();
+  performance.measure(name, {start: t, end: performance.now()});
+  return out;
+}
+
 async function drawRun() {
   const rid = document.body.dataset.run;
-  detail = await getJSON(`/api/runs/${encodeURIComponent(rid)}`);
+  const t = performance.now();
+  let version;
+  [detail, version] = await getJSON(`/api/runs/${encodeURIComponent(rid)}`, true);
+  performance.measure("fetch run", {start: t, end: performance.now()});
   const r = detail.run;
   $("#title").innerHTML = `${esc(r.run_id)} ${badge(r.status)}`;
   const live = detail.live;
@@ -180,9 +202,12 @@ async function drawRun() {
     <div><b>stop reason</b> ${esc(r.stop_reason || "—")}</div>
     ${r.cost_usd ? `<div><b>cost</b> ${usd(r.cost_usd)} · ${detail.llm_calls} LLM calls</div>` : ""}`;
   $("#score-title").textContent = `score (${r.direction}: ${dirText(r.direction)})`;
-  drawScore();
-  drawComponents();
-  drawTable();
+  timed("score chart", drawScore);
+  timed("components", drawComponents);
+  timed("table", drawTable);
+  // First frame with the charts and the table's newest rows: what the bench calls page load (ms since
+  // navigation started, like every performance.now()).
+  if (!window.__readyAt) requestAnimationFrame(() => { window.__readyAt = performance.now(); });
   if (detail.llm_calls || r.cost_usd) await drawLLM(); else $("#llm-box").hidden = true;
   if (openIter === null) {
     const m = location.hash.match(/iter=(\d+)/);
@@ -191,6 +216,7 @@ async function drawRun() {
     const it = detail.iterations.find((d) => d.iter === openIter);
     if (it && $("#candidate").dataset.status !== it.status) await openCandidate(openIter);
   }
+  return version;
 }
 
 function finished() { return detail.iterations.filter((d) => d.status !== "running"); }
@@ -278,7 +304,22 @@ function drawTable() {
     return `<tr data-iter="${d.iter}" class="s-row-${esc(d.status)}${d.iter === openIter ? " open" : ""}">` +
       cells.map((c) => `<td>${c}</td>`).join("") + "</tr>";
   });
-  $("#iters tbody").innerHTML = rows.join("");
+  // The newest rows first, at once; older ones are appended in chunks so a long run's page is usable
+  // before its whole table is laid out.
+  const body = $("#iters tbody"), gen = (body._gen || 0) + 1;
+  body._gen = gen;
+  body.innerHTML = rows.slice(0, FIRST_ROWS).join("");
+  body.dataset.rows = Math.min(rows.length, FIRST_ROWS);
+  body.dataset.complete = rows.length <= FIRST_ROWS ? "1" : "";
+  if (rows.length > FIRST_ROWS) {
+    // One insert of the rest after the first paint: one layout of the long table, not one per chunk.
+    requestAnimationFrame(() => setTimeout(() => {
+      if (body._gen !== gen) return;
+      body.insertAdjacentHTML("beforeend", rows.slice(FIRST_ROWS).join(""));
+      body.dataset.rows = rows.length;
+      body.dataset.complete = "1";
+    }, 0));
+  }
 }
 
 async function drawLLM() {
