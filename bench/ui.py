@@ -90,17 +90,17 @@ def synth_run(runs_dir: Path, run_id: str, n: int = 1000, items: int = 40) -> No
     store.rebuild(runs_dir / "history.duckdb", runs_dir)
 
 
-def page_load(browser, base: str, run_id: str, loads: int) -> tuple[list[float], list[float], list[dict]]:
+def page_load(browser, base: str, run_id: str, loads: int) -> tuple[list[float], list[float], list[dict], list[float]]:
     """Seconds to a usable page (the score chart with all 1,001 iterations, the component charts and the
-    table's newest 40 rows drawn, in the first animation frame after) and to the complete table (the other
-    961 rows are appended in one insert after that frame)."""
-    ready, complete, parts = [], [], []
+    table's newest 40 rows drawn, in the first animation frame after), to the table's default view (the
+    newest 200 rows, inserted after that frame), and for 'show all' (every row) when clicked."""
+    ready, complete, parts, show_all = [], [], [], []
     for k in range(loads):
         page = browser.new_page()
         t0 = time.perf_counter()
         page.goto(f"{base}/run/{run_id}", wait_until="commit")
         page.wait_for_selector("#iters tbody[data-complete='1']", timeout=60_000)
-        assert page.locator("#iters tbody tr").count() == 1001
+        assert page.locator("#iters tbody tr").count() == 200
         complete.append(time.perf_counter() - t0)
         assert page.get_attribute("#score-chart", "data-iterations") == "1001"
         # Set by the page in the first animation frame after it drew the charts and the newest rows,
@@ -108,8 +108,13 @@ def page_load(browser, base: str, run_id: str, loads: int) -> tuple[list[float],
         ready.append(page.evaluate("window.__readyAt") / 1000)
         parts.append({e[0]: e[1] for e in page.evaluate(
             "performance.getEntriesByType('measure').map(e => [e.name, Math.round(e.duration)])")})
+        if k == loads - 1:
+            t1 = time.perf_counter()
+            page.click("#iters-more")
+            page.wait_for_function("document.querySelectorAll('#iters tbody tr').length === 1001", timeout=60_000)
+            show_all.append(time.perf_counter() - t1)
         page.close()
-    return ready, complete, parts
+    return ready, complete, parts, show_all
 
 
 def overhead_block(runs_dir: Path, iters: int, browser, base: str | None, poll_ms: int) -> float:
@@ -171,13 +176,14 @@ def main() -> None:
             with urllib.request.urlopen(f"{base}/api/runs/synthetic-1000", timeout=30) as r:
                 size = len(r.read())
             api_s = time.perf_counter() - t
-            ready, complete, parts = page_load(browser, base, "synthetic-1000", a.loads)
+            ready, complete, parts, show_all = page_load(browser, base, "synthetic-1000", a.loads)
             med = statistics.median(ready)
             print(f"page load, 1,001 iterations, to a usable page (score chart with every iteration, component "
                   f"charts, the newest 40 table rows; first frame after): median {med * 1000:.0f} ms over {len(ready)} loads "
                   f"(first {ready[0] * 1000:.0f} ms, min {min(ready) * 1000:.0f} ms; goal < 500 ms: "
                   f"{'MET' if med < 0.5 else 'NOT MET'})")
-            print(f"  to the complete 1,001-row table: median {statistics.median(complete) * 1000:.0f} ms")
+            print(f"  to the table's default view (newest 200 rows): median {statistics.median(complete) * 1000:.0f} ms; "
+                  f"'show all' (1,001 rows) once clicked: {show_all[0] * 1000:.0f} ms")
             print("  in-page timings (median ms): " + ", ".join(
                 f"{k} {statistics.median(p_[k] for p_ in parts if k in p_):.0f}" for k in parts[-1]))
             print(f"  /api/runs/<run> after the first load's snapshot: {api_s * 1000:.0f} ms for {size / 1e3:.0f} kB of JSON "

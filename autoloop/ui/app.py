@@ -228,5 +228,7 @@ RUN_BODY = """
 <section class="chart-box" id="llm-box" hidden><h2>LLM calls and dollars over time</h2>
 <div id="llm-chart" class="chart"></div><div id="llm-models"></div></section>
 <section id="candidate" class="candidate" hidden></section>
-<section><h2>Iterations</h2><div class="table-wrap"><table id="iters" class="grid"><thead></thead><tbody></tbody></table></div></section>
+<section><h2>Iterations <span class="muted">(newest first; click one to open it)</span></h2>
+<div class="table-wrap"><table id="iters" class="grid"><thead></thead><tbody></tbody></table></div>
+<button id="iters-more" type="button" hidden></button></section>
 """

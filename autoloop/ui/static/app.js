@@ -10,6 +10,9 @@ const FAILED = ["crash", "timeout", "oom", "nonfinite", "invalid", "interrupted"
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
   "#bcbd22", "#7f7f7f"];
 const FIRST_ROWS = 40;  // rows drawn with the charts (more than the table box shows); the rest follow
+const TABLE_ROWS = 200;  // newest iterations in the table; "show all" draws every one (a 1,000-row layout
+                         // blocks the page for seconds on a busy machine)
+let showAll = false;
 const POLL_MS = Number(new URLSearchParams(location.search).get("poll") || 1000);
 
 const $ = (sel) => document.querySelector(sel);
@@ -304,22 +307,25 @@ function drawTable() {
     return `<tr data-iter="${d.iter}" class="s-row-${esc(d.status)}${d.iter === openIter ? " open" : ""}">` +
       cells.map((c) => `<td>${c}</td>`).join("") + "</tr>";
   });
-  // The newest rows first, at once; older ones are appended in chunks so a long run's page is usable
-  // before its whole table is laid out.
+  // The newest rows at once, with the charts; up to TABLE_ROWS more in one insert after the first frame
+  // (one layout of the table, not one per chunk); every row only when asked.
   const body = $("#iters tbody"), gen = (body._gen || 0) + 1;
+  const limit = showAll ? rows.length : Math.min(rows.length, TABLE_ROWS);
   body._gen = gen;
   body.innerHTML = rows.slice(0, FIRST_ROWS).join("");
-  body.dataset.rows = Math.min(rows.length, FIRST_ROWS);
-  body.dataset.complete = rows.length <= FIRST_ROWS ? "1" : "";
-  if (rows.length > FIRST_ROWS) {
-    // One insert of the rest after the first paint: one layout of the long table, not one per chunk.
+  body.dataset.rows = Math.min(limit, FIRST_ROWS);
+  body.dataset.complete = limit <= FIRST_ROWS ? "1" : "";
+  if (limit > FIRST_ROWS) {
     requestAnimationFrame(() => setTimeout(() => {
       if (body._gen !== gen) return;
-      body.insertAdjacentHTML("beforeend", rows.slice(FIRST_ROWS).join(""));
-      body.dataset.rows = rows.length;
+      body.insertAdjacentHTML("beforeend", rows.slice(FIRST_ROWS, limit).join(""));
+      body.dataset.rows = limit;
       body.dataset.complete = "1";
     }, 0));
   }
+  const more = $("#iters-more");
+  more.hidden = limit >= rows.length;
+  more.textContent = `show all ${rows.length} iterations (${rows.length - limit} older not shown)`;
 }
 
 async function drawLLM() {
@@ -439,6 +445,7 @@ function start() {
   } else if (page === "run") {
     const rid = document.body.dataset.run;
     $("#x-axis").addEventListener("change", () => { drawScore(); drawComponents(); });
+    $("#iters-more").addEventListener("click", () => { showAll = true; drawTable(); });
     $("#iters").addEventListener("click", (ev) => {
       const tr = ev.target.closest("tr[data-iter]");
       if (tr) openCandidate(Number(tr.dataset.iter), true);
