@@ -175,7 +175,7 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
     from autoloop import fmt
     from autoloop.journal import JOURNAL, read_events
     from autoloop.progress import CHILD_PHASES, describe, eta_now, read_progress
-    from autoloop.report import reference_points, references_line, resolve_run
+    from autoloop.report import reference_points, references_line, resolve_run, run_state
     from autoloop.runs import lock_owner
 
     try:
@@ -190,13 +190,16 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         except (OSError, json.JSONDecodeError):
             pass
         events = read_events(run_dir / JOURNAL)
-        ends = [e for e in events if e["kind"] == "iter_end"]
+        # Counted as --max-iters counts: candidate iterations that finished (the baseline, #0, is not one).
+        ends = [e for e in events if e["kind"] == "iter_end" and e["iter"] > 0 and e["status"] != "interrupted"]
         owner = lock_owner(run_dir)
-        end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
+        marks = [e for e in events if e["kind"] in ("run_start", "run_resume", "run_end")]
+        end = marks[-1] if marks and marks[-1]["kind"] == "run_end" else None
+        state = run_state(_runs_dir(ctx), rid, end.get("status", "finished") if end else "running")
         kept = [e for e in ends if e["status"] == "keep"]
         best = (kept[-1].get("scores") or {}).get("score") if kept else None  # keeps only ever improve
-        st = {"run_id": rid, "running": owner is not None, "pid": owner, "iterations": len(ends),
-              "kept": len(kept), "iter": live.get("iter"), "phase": live.get("phase"),
+        st = {"run_id": rid, "status": state, "running": owner is not None, "pid": owner, "iterations": len(ends),
+              "kept": sum(e["status"] == "keep" for e in ends), "iter": live.get("iter"), "phase": live.get("phase"),
               "phase_elapsed_s": round(time.time() - live["phase_started"], 1) if live.get("phase_started") else None,
               "phase_budget_s": live.get("phase_budget_s"), "best": best,
               "last": live.get("last"), "stop_reason": end.get("stop_reason") if end and owner is None else None,
@@ -215,10 +218,13 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
-            why = f": {st['stop_detail']}" if st["stop_detail"] else ""
-            state = "running" if owner else (f"stopped ({st['stop_reason']}{why})" if st["stop_reason"] else "not running (resumable)")
+            said = state + (f" ({st['stop_reason']}: {st['stop_detail']})" if st["stop_detail"]
+                            else f" ({st['stop_reason']})" if st["stop_reason"] else "")
+            if state == "interrupted" and not st["stop_reason"]:
+                said += f" (resumable: autoloop resume {rid})"
             budget = f" / {fmt.hms(st['phase_budget_s'])}" if st["phase_budget_s"] else ""
-            click.echo(f"{rid}: {state}; {st['iterations']} iterations, {st['kept']} kept, best {fmt.score(st['best'])}"
+            click.echo(f"{rid}: {said}; {st['iterations']} iterations, {st['kept']} kept (baseline not counted), "
+                       f"best {fmt.score(st['best'])}"
                        + (f"; now iter {st['iter']} {st['phase']} {fmt.hms(st['phase_elapsed_s'])}{budget}" if owner else ""))
             if prog:
                 click.echo(f"  progress: {describe(prog)}")
@@ -232,33 +238,44 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         time.sleep(1)
 
 
+RUNS_SQL = """
+    SELECT r.run_id, r.target_name, r.started_at,
+           count(i.iter) FILTER (WHERE i.iter > 0 AND i.status NOT IN ('running', 'interrupted')) AS iterations,
+           count(*) FILTER (WHERE i.iter > 0 AND i.status = 'keep') AS kept, b.score AS best, r.status,
+           r.stop_reason, coalesce(sum(i.cost_usd), 0) AS cost_usd
+    FROM runs r LEFT JOIN iterations i USING (run_id) LEFT JOIN best b USING (run_id)
+    GROUP BY ALL ORDER BY r.started_at"""
+
+
 @main.command("runs")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def runs_cmd(ctx: click.Context, as_json: bool) -> None:
-    """List runs: id, target, start, iterations, kept, best score, stop reason."""
+    """List runs: id, target, start, iterations and kept (the baseline not counted, as --max-iters counts),
+    best score, status (running | finished | interrupted, as `status` says), stop reason, dollars spent."""
     from autoloop import store
+    from autoloop.report import run_state
 
     try:
-        cols, rows = store.query(_db(ctx), """
-            SELECT r.run_id, r.target_name, r.started_at, count(i.iter) AS iterations,
-                   count(*) FILTER (WHERE i.status = 'keep') AS kept, b.score AS best, r.status, r.stop_reason
-            FROM runs r LEFT JOIN iterations i USING (run_id) LEFT JOIN best b USING (run_id)
-            GROUP BY ALL ORDER BY r.started_at""")
+        cols, rows = store.query(_db(ctx), RUNS_SQL)
     except FileNotFoundError as e:
         _fail(str(e))
-    _emit(cols, [dict(zip(cols, r)) for r in rows], as_json)
+    out = [dict(zip(cols, r)) for r in rows]
+    for d in out:
+        d["status"] = run_state(_runs_dir(ctx), d["run_id"], d["status"])
+    _emit(cols, out, as_json)
 
 
 @main.command()
 @click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option("--kept", is_flag=True, help="Only kept checkpoints.")
-@click.option("--wide", is_flag=True, help="Every column: durations, peak RSS, delta, the decision's reason (default: what fits 120 columns).")
+@click.option("--wide", is_flag=True, help="Every column: durations, peak RSS, delta, the decision's reason and the params (params.<key>); default: what fits 120 columns.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_json: bool) -> None:
-    """The per-iteration table of RUN (default: the newest): score, components, decision, and the run's
-    reference points (e.g. a constant reply, the untrained baseline) scored on the same gold set."""
+    """Every iteration of RUN (default: the newest), kept or not: checkpoint (kept ones), time since the start,
+    status, score, components, decision, and the run's reference points (e.g. a constant reply, the untrained
+    baseline) scored on the same gold set. Columns are described in the README ("Columns")."""
     from autoloop import report
 
     try:
@@ -279,7 +296,12 @@ def _show_table(db: Path, rid: str, title: str, kept: bool = False, wide: bool =
     cols, rows = report.iteration_rows(db, rid, kept_only=kept)
     refs, ref_error = report.reference_rows(db, rid)
     width = _show_width()
-    shown, split = (cols, False) if wide else report.compact_layout(cols, rows + refs, width)
+    if wide:
+        pcols, rows = report.with_param_columns(rows)
+        rows = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows]
+        shown, split = cols + pcols, False
+    else:
+        shown, split = report.compact_layout(cols, rows + refs, width)
     _print_table(shown, rows, title=title, extra_rows=refs, compact=not wide, split_headers=split,
                  width=None if wide else width)
     if ref_error:
@@ -309,7 +331,9 @@ def _show_width() -> int:
 @click.pass_context
 def sql(ctx: click.Context, query: str, fmt: str) -> None:
     """Run a read-only SQL QUERY on the history (tables runs, iterations, metrics, item_scores, events,
-    llm_calls; views curve, best). Retries while a running loop holds the write lock."""
+    llm_calls; views curve, best, last_run; macro last_run() -- the newest run's id, as in
+    `select * from curve where run_id = last_run()`). Retries while a running loop holds the write lock.
+    With --format json, JSON columns (params, config, info...) are objects."""
     import duckdb
 
     from autoloop import store
@@ -319,10 +343,12 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
     except FileNotFoundError as e:
         _fail(str(e))
     except duckdb.Error as e:
-        _fail(f"sql: {str(e).splitlines()[0]}; check the query (tables: runs, iterations, metrics, item_scores, events, llm_calls, curve, best)")
+        _fail(f"sql: {str(e).splitlines()[0]}; check the query (tables: runs, iterations, metrics, item_scores, events, llm_calls, curve, best, last_run; macro last_run())")
     dicts = [dict(zip(cols, r)) for r in rows]
     if fmt == "json":
-        click.echo(json.dumps(dicts, default=str))
+        from autoloop.report import decode_json_columns
+
+        click.echo(json.dumps([decode_json_columns(d) for d in dicts], default=str))
     elif fmt == "csv":
         from autoloop.report import to_csv
 
@@ -338,7 +364,8 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write the curve as a PNG.")
 @click.pass_context
 def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_path: str | None) -> None:
-    """Export RUN's evidence trail: every iteration with its scores and decision (CSV), and the curve (PNG)."""
+    """Export RUN's evidence trail: every iteration with its scores and decision (CSV: run_id, elapsed_s in
+    seconds, params.<key> columns), and the curve (PNG)."""
     from autoloop import report
 
     if not csv_path and not png_path:
@@ -349,7 +376,7 @@ def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_pa
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     if csv_path:
-        text = report.to_csv(cols, rows)
+        text = report.to_csv(*report.csv_rows(rid, cols, rows))
         if csv_path == "-":
             click.echo(text, nl=False)
         else:
@@ -387,6 +414,48 @@ def best(ctx: click.Context, run_ref: str | None, as_json: bool) -> None:
         if d["references"]:
             click.echo(f"  reference points: {report.references_line(d['references'])}")
         click.echo(f"  materialise it: autoloop checkout {d['tag']} DIR")
+
+
+@main.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+    """RUN_A and RUN_B side by side: best score and when it came, iterations, keeps, cost, components at
+    the best; and, when both used the same gold set, their best checkpoints paired item by item."""
+    from autoloop import report
+
+    try:
+        a = report.resolve_run(_db(ctx), _runs_dir(ctx), run_a)
+        b = report.resolve_run(_db(ctx), _runs_dir(ctx), run_b)
+        res = report.compare_runs(_db(ctx), _runs_dir(ctx), a, b)
+    except (LookupError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if as_json:
+        click.echo(json.dumps(res, default=str))
+        return
+    sa, sb = res["a"], res["b"]
+    fields = ["target_name", "direction", "status", "stop_reason", "started_at", "iterations", "kept", "best",
+              "best_iter", "best_tag", "best_elapsed_s", "elapsed_s", "cost_usd"]
+    comps = sorted(set(sa["best_components"]) | set(sb["best_components"]))
+    rows = [{"": f, "A": sa.get(f), "B": sb.get(f)} for f in fields]
+    rows += [{"": f"best {c}", "A": sa["best_components"].get(c), "B": sb["best_components"].get(c)} for c in comps]
+    _print_table(["", "A", "B"], rows, title=f"A = {a}   B = {b}")
+    if not res["same_gold"]:
+        click.echo("gold sets differ (sha256): the scores are not measured on the same items")
+    elif not res["same_direction"]:
+        click.echo("directions differ: the scores are not comparable")
+    if "best_delta_b_minus_a" in res:
+        better = sa["direction"] == "min" and res["best_delta_b_minus_a"] < 0 or (
+            sa["direction"] == "max" and res["best_delta_b_minus_a"] > 0)
+        click.echo(f"best: delta B - A {res['best_delta_b_minus_a']:+.4g} "
+                   f"({'lower' if sa['direction'] == 'min' else 'higher'} is better: "
+                   f"{'B' if better else 'A' if res['best_delta_b_minus_a'] else 'neither'} is better)")
+    it = res["items"]
+    if it:
+        click.echo(f"best vs best on {it['n']} shared gold items: B better on {it['b_better']}, "
+                   f"A better on {it['a_better']}, equal on {it['equal']}")
 
 
 @main.command()
@@ -491,6 +560,22 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         click.echo("all checks passed" if not bad else
                    f"{sum(c.status == 'warn' for c in bad)} warning(s), {sum(c.status == 'fail' for c in bad)} failure(s)")
     sys.exit(1 if any(c.status == "fail" for c in results) else 0)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, envvar="AUTOLOOP_UI_PORT")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="AUTOLOOP_UI_HOST",
+              help="Address to bind; anything but loopback prints a warning (the page has no login).")
+@click.option("--runs-dir", "ui_runs_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Runs directory to show (same as the global --runs-dir).")
+@click.pass_context
+def ui(ctx: click.Context, port: int, host: str, ui_runs_dir: Path | None) -> None:
+    """Serve a live, read-only web dashboard over the history: runs (overlaid), curves, iterations,
+    each candidate's diff and per-item changes, LLM spend. Never takes the database lock."""
+    from autoloop.ui.app import serve
+
+    runs_dir = ui_runs_dir.resolve() if ui_runs_dir else _runs_dir(ctx)
+    serve(runs_dir, host=host, port=port, echo=lambda m: click.echo(m, err=m.startswith("warning")))
 
 
 @main.group()

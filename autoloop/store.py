@@ -126,14 +126,49 @@ def _m3_reference_scores(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations, _m3_reference_scores]
+
+
+def _m4_last_run(con: duckdb.DuckDBPyConnection) -> None:
+    """`last_run` (view: the newest run's row) and `last_run()` (macro: its id), so "the last run" needs no
+    subquery: `select * from curve where run_id = last_run()`. Newest = latest recorded event, the run
+    `autoloop show` picks with no RUN (a resumed older run is the last one)."""
+    con.execute("""
+    CREATE OR REPLACE VIEW last_run AS
+    SELECT r.* FROM runs r LEFT JOIN (SELECT run_id, max(ts) AS last_ts FROM events GROUP BY run_id) e USING (run_id)
+    ORDER BY coalesce(e.last_ts, r.started_at) DESC, r.run_id DESC LIMIT 1;
+    CREATE OR REPLACE MACRO last_run() AS (SELECT run_id FROM last_run);
+    """)
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations, _m3_reference_scores, _m4_last_run]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class NewerSchemaError(RuntimeError):
+    """The history file was written by a newer autoloop than this one."""
+
+
+def newer_schema_message(db_path: Path | str, version: int) -> str:
+    return (f"{db_path} has history schema version {version}, newer than this autoloop understands "
+            f"({SCHEMA_VERSION}): it was written by a newer autoloop. Upgrade this one "
+            f"(pip install -U autoloop-engine), or point --runs-dir at another history.")
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest migration applied to this file (0 for an empty file)."""
+    try:
+        row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    except duckdb.CatalogException:
+        return 0
+    return int(row[0] or 0)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Apply each migration once, in order; returns the schema version."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
     done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    if done and max(done) > SCHEMA_VERSION:
+        raise NewerSchemaError(newer_schema_message(con.execute("PRAGMA database_list").fetchone()[2], max(done)))
     for version, fn in enumerate(MIGRATIONS, start=1):
         if version in done:
             continue

@@ -15,6 +15,8 @@ Plan: comma-separated steps, one per candidate iteration, e.g. "ok:0.5,sleep:30,
   exit:CODE   run leaves at once with os._exit(CODE): no result, no traceback
   daemon:V    run double-forks a setsid daemon (the middle process exits at once) and scores V
   fill        with $BEHAVE_FILL set, run writes into the state until the disk is full (disk-full tests)
+  paid:V:S    records 3 LLM calls of $0.01 each over S seconds (no network: the records a client would
+              write), scores V
 Steps past the end of the plan repeat the last one. Baseline scores $BEHAVE_BASE (default 0.1).
 Processes started on purpose write their pid to $BEHAVE_PIDS/<name>.pid, for tests to check they died.
 $BEHAVE_SETUP_SLEEP slows setup() (a run-id race needs a window); $BEHAVE_SCORE_STR makes score() return a
@@ -92,6 +94,14 @@ class Behave:
             time.sleep(float(args[0]))
         if kind == "slowok":
             time.sleep(float(args[1]))
+        if kind == "paid":
+            from autoloop.context import record_llm_call
+
+            for k in range(3):
+                time.sleep(float(args[1]) / 3 if len(args) > 1 else 0)
+                record_llm_call({"provider": "fake", "model": "fake-model", "input_tokens": 100 + k,
+                                 "output_tokens": 20, "cost_usd": 0.01, "latency_s": 0.1, "status": "ok",
+                                 "purpose": "test"})
         if kind == "crash":
             raise RuntimeError("candidate crashed on purpose")
         if kind == "hang":
@@ -123,7 +133,7 @@ class Behave:
             hog = []
             while True:
                 hog.append(bytearray(b"\x01") * 100_000_000)
-        value = float(args[0]) if args and kind in ("ok", "slowok", "big", "daemon") else 0.0
+        value = float(args[0]) if args and kind in ("ok", "slowok", "big", "daemon", "paid") else 0.0
         if kind == "flood":
             value = float(args[1])
         guard = float(args[1]) if kind == "ok" and len(args) > 1 else 1.0
