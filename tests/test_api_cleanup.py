@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "targets"))
 
 from api_demo.gold import write_gold  # noqa: E402
-from api_demo.service import ServiceProcess  # noqa: E402
 
+from autoloop.services.service import ServiceProcess  # noqa: E402
 from autoloop.target import Candidate, load_target  # noqa: E402
 
 ROWS, CALLS = 20_000, 60
