@@ -8,15 +8,22 @@ A target declares a space as a plain dict and delegates `propose` to a proposer:
     def propose(self, history): return proposer.propose(history)
 
 Options: `defaults` fills params a record lacks (the baseline's {}); `value(rec, history)` maps a record to the
-sampler's objective (None = failed trial, +-inf = as bad as it gets); `normalize(params)` drops knobs
+sampler's objective (None = failed trial, +-inf = as bad as it gets); `constraint(rec, history)` says how far
+a record's config is from feasible (> 0 = infeasible, e.g. its share of wrong answers: Optuna's constrained
+TPE then ranks it below every feasible config, however good its value); `normalize(params)` drops knobs
 that cannot matter before dedup; `describe(params)` writes the one-line description (default: what
 changed versus the incumbent).
+
+Ablation: after a keep that changed several knobs at once, OptunaProposer first proposes the kept config
+with each changed knob set back to its value in the config it replaced (one knob at a time), so a knob
+that rode along with a real gain but only costs is dropped in the next iterations, not by luck.
 
 Batches: with `batch=k` a proposal carries k distinct untried configs (the first in params, the others in
 params["alternatives"]) for a target that screens them cheaply and measures only the most promising in
 full; `explore=j` makes j of them uniformly random (TPE alone can settle in a local optimum when a gain
 needs several knobs at once). The `trials(rec, history)` hook lets such a target report every config an
-iteration measured, so each one informs the sampler and none is proposed again.
+iteration measured, as (params, value) or (params, value, constraint) with the config measured in full
+first, so each one informs the sampler and none is proposed again.
 LLMSearchProposer puts an LLM in front of any of these (see its docstring).
 
 The proposers keep no state of their own: every call rebuilds an in-memory Optuna study from the
@@ -141,18 +148,23 @@ def default_value(rec: IterationRecord, history: History | None = None) -> float
     return float(rec.score)
 
 
+Trial = tuple  # (params, value | None) or (params, value | None, constraint)
+
+
 class _Base(abc.ABC):
     label = "search"
-    _mix: tuple[int, int, int] = (0, 0, 0)  # (sampler, neighbours, random) members of the last batch asked
+    # (ablations, sampler, neighbours, random) members of the last batch asked
+    _mix: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def __init__(self, space: SearchSpace | dict, seed: int = 0, defaults: dict[str, Any] | None = None,
                  value: Callable[[IterationRecord, History], float | None] = default_value,
                  normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  describe: Callable[[dict[str, Any]], str] | None = None,
-                 trials: Callable[[IterationRecord, History], list[tuple[dict[str, Any], float | None]]] | None = None,
-                 batch: int = 1):
+                 trials: Callable[[IterationRecord, History], list[Trial]] | None = None,
+                 batch: int = 1, constraint: Callable[[IterationRecord, History], float] | None = None):
         self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         self.seed, self.defaults, self.value = seed, defaults, value
+        self.constraint = constraint
         self.normalize = normalize or (lambda p: p)
         self.describe = describe
         self.trials = trials
@@ -160,17 +172,70 @@ class _Base(abc.ABC):
             raise TargetError(f"{type(self).__name__}: batch={batch!r}; must be >= 1")
         self.batch = int(batch)
 
-    def _past(self, history: History) -> list[tuple[dict[str, Any], float | None]]:
-        """(params, value or None for failed) of every config past iterations evaluated (points of the space).
+    def _record_trials(self, rec: IterationRecord, history: History) -> list[tuple[dict[str, Any], float | None, float]]:
+        """(params, value, constraint) of every config one iteration measured, the fully measured one first."""
+        if self.trials:
+            raw = self.trials(rec, history)
+        else:
+            params = {k: v for k, v in rec.params.items() if k != "alternatives"}
+            raw = [(params, self.value(rec, history))]
+        out = []
+        for i, t in enumerate(raw):
+            viol = t[2] if len(t) > 2 else (self.constraint(rec, history) if self.constraint and i == 0 else 0.0)
+            out.append((t[0], t[1], float(viol or 0.0)))
+        return out
 
-        An iteration that screened several configs reports each through the `trials` hook."""
+    def _past(self, history: History) -> list[tuple[dict[str, Any], float | None, float]]:
+        """(params, value or None for failed, constraint) of every config past iterations evaluated (points of
+        the space). An iteration that screened several configs reports each through the `trials` hook."""
         out = []
         for rec in history:
-            pairs = self.trials(rec, history) if self.trials else [(rec.params, self.value(rec, history))]
-            for params, val in pairs:
+            for params, val, viol in self._record_trials(rec, history):
                 p = self.space.complete(params, self.defaults)
                 if p is not None:
-                    out.append((p, val))
+                    out.append((p, val, viol))
+        return out
+
+    def _measured(self, rec: IterationRecord, history: History) -> dict[str, Any] | None:
+        """The config a record measured in full, as a point of the space."""
+        trials = self._record_trials(rec, history)
+        return self.space.complete(trials[0][0], self.defaults) if trials else None
+
+    def ablations(self, history: History, seen: set[str]) -> list[dict[str, Any]]:
+        """Untried one-knob ablations of the last keep: when it changed several knobs versus the config it
+        replaced, the kept config with each changed knob set back, one at a time; the knob whose new value
+        looks least useful in the history comes first."""
+        kept = history.kept()
+        if len(kept) < 2:
+            return []
+        new, old = self._measured(kept[-1], history), self._measured(kept[-2], history)
+        if new is None or old is None:
+            return []
+        nn, no = self.normalize(dict(new)), self.normalize(dict(old))
+        changed = [k for k in self.space.names
+                   if not (nn.get(k, _MISSING) == no.get(k, _MISSING) and type(nn.get(k)) is type(no.get(k)))]
+        if len(changed) < 2:
+            return []  # a one-knob change: its ablation is the config it replaced
+        # Knobs whose new value has done least for the configs measured so far go first: the median value
+        # of configs with the new value over the median with the old one (ties keep the space's order).
+        past = [(p, v) for p, v, viol in self._past(history) if v is not None and math.isfinite(v) and viol <= 0]
+
+        def looks_useless(k: str) -> float:
+            with_new = [v for p, v in past if p.get(k) == new[k]]
+            with_old = [v for p, v in past if p.get(k) == old[k]]
+            if not with_new or not with_old:
+                return 0.0
+            r = _median(with_new) / max(abs(_median(with_old)), 1e-12)
+            return r if history.direction != "max" else 1.0 / max(r, 1e-12)
+
+        changed.sort(key=lambda k: -looks_useless(k))
+        out, keys = [], set(seen)
+        for k in changed:
+            p = {**new, k: old[k]}
+            key = self.space.key(self.normalize(p))
+            if key not in keys:
+                keys.add(key)
+                out.append(p)
         return out
 
     def _random_unseen(self, rng: random.Random, seen: set[str]) -> dict[str, Any]:
@@ -203,8 +268,9 @@ class _Base(abc.ABC):
         configs = self.ask(history, self.batch)
         if self.batch == 1:
             return self._candidate(configs[0], history, self._how)
-        model, local, explore = self._mix if sum(self._mix) == len(configs) else (len(configs), 0, 0)
-        parts = ([f"{model} {self.label}"] if model else []) + ([f"{local} neighbours"] if local else []) \
+        ablate, model, local, explore = self._mix if sum(self._mix) == len(configs) else (0, len(configs), 0, 0)
+        parts = ([f"{ablate} ablation{'s' if ablate > 1 else ''}"] if ablate else []) \
+            + ([f"{model} {self.label}"] if model else []) + ([f"{local} neighbours"] if local else []) \
             + ([f"{explore} random"] if explore else [])
         mix = f" ({' + '.join(parts)})" if len(parts) > 1 else ""
         return Candidate(params={**configs[0], "alternatives": configs[1:]},
@@ -214,6 +280,12 @@ class _Base(abc.ABC):
 
     def __call__(self, history: History) -> Candidate:
         return self.propose(history)
+
+
+def _median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    m = len(ys) // 2
+    return ys[m] if len(ys) % 2 else (ys[m - 1] + ys[m]) / 2
 
 
 def _fmt(v: Any) -> str:
@@ -239,7 +311,7 @@ class RandomProposer(_Base):
     label = _how = "random"
 
     def ask(self, history: History, n: int) -> list[dict[str, Any]]:
-        seen = {self.space.key(self.normalize(p)) for p, _ in self._past(history)}
+        seen = {self.space.key(self.normalize(p)) for p, *_ in self._past(history)}
         rng = random.Random(f"{self.seed}:{history.next_iter}")
         out = []
         for _ in range(n):
@@ -252,38 +324,48 @@ class RandomProposer(_Base):
 class OptunaProposer(_Base):
     """Optuna ask/tell over the space; the study is rebuilt from the history on every call.
 
-    In a batch, `neighbours` members are one-knob changes of the best configs measured so far (a local
-    move the sampler's per-knob densities rarely make when a gain needs one more knob on top of a good
-    combination) and `explore` members are uniformly random."""
+    With a `constraint` hook, infeasible configs (e.g. any wrong answer) become complete trials carrying
+    their constraint, and TPE (its constraints_func) ranks them below every feasible config: it learns to
+    avoid a fast-but-wrong region instead of ignoring it as it ignores failed trials.
+    After a keep that changed several knobs, the next proposals are its one-knob ablations (`ablate`,
+    default on; see the module docstring), first in the batch.
+    In a batch, `neighbours` members are one-knob changes of the best feasible configs measured so far (a
+    local move the sampler's per-knob densities rarely make when a gain needs one more knob on top of a good
+    combination) and `explore` members are uniformly random; ablations take the neighbours' places first,
+    then the random ones', and always leave one place to the sampler."""
 
     def __init__(self, space: SearchSpace | dict, sampler: str | optuna.samplers.BaseSampler = "tpe", seed: int = 0,
                  defaults: dict[str, Any] | None = None,
                  value: Callable[[IterationRecord, History], float | None] = default_value,
                  normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  describe: Callable[[dict[str, Any]], str] | None = None,
-                 trials: Callable[[IterationRecord, History], list[tuple[dict[str, Any], float | None]]] | None = None,
+                 trials: Callable[[IterationRecord, History], list[Trial]] | None = None,
                  batch: int = 1, n_startup_trials: int = 5, max_retries: int = 30, explore: int = 0,
-                 neighbours: int = 0):
-        super().__init__(space, seed, defaults, value, normalize, describe, trials, batch)
+                 neighbours: int = 0, constraint: Callable[[IterationRecord, History], float] | None = None,
+                 ablate: bool = True):
+        super().__init__(space, seed, defaults, value, normalize, describe, trials, batch, constraint)
         if int(explore) < 0 or int(neighbours) < 0 or int(explore) + int(neighbours) >= max(2, self.batch):
             raise TargetError(f"OptunaProposer: explore={explore!r} + neighbours={neighbours!r} must leave at least "
                               f"one of batch={batch} to the sampler")
-        self.explore, self.neighbours = int(explore), int(neighbours)
+        self.explore, self.neighbours, self.ablate = int(explore), int(neighbours), bool(ablate)
         if not isinstance(sampler, optuna.samplers.BaseSampler) and sampler not in ("tpe", "random"):
             raise TargetError(f"OptunaProposer: sampler={sampler!r}; use 'tpe', 'random' or an optuna sampler")
         self.sampler, self.n_startup_trials, self.max_retries = sampler, n_startup_trials, max_retries
         self.label = self._how = sampler if isinstance(sampler, str) else type(sampler).__name__
 
-    def _make_sampler(self, n: int) -> optuna.samplers.BaseSampler:
+    def _make_sampler(self, n: int, constrained: bool) -> optuna.samplers.BaseSampler:
         if isinstance(self.sampler, optuna.samplers.BaseSampler):
             return self.sampler
         seed = self.seed * 100_003 + n  # differs per iteration, identical after a resume
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # multivariate and constant_liar are flagged experimental
+            # multivariate and constant_liar are flagged experimental; optuna >= 5 also prefers
+            # Trial.set_constraint to constraints_func, which older versions lack
+            warnings.simplefilter("ignore")
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True,
-                                              constant_liar=True)
+                                              constant_liar=True,
+                                              constraints_func=_trial_constraint if constrained else None)
 
     def _neighbour(self, bests: list[dict[str, Any]], rng: random.Random, seen: set[str]) -> dict[str, Any] | None:
         for _ in range(200):
@@ -294,26 +376,45 @@ class OptunaProposer(_Base):
                 return p
         return None
 
+    def _slots(self, n: int, n_ablate: int) -> tuple[int, int, int, int]:
+        """(ablations, sampler, neighbours, random) places of a batch of n."""
+        a = min(n_ablate, n - 1 if n > 1 else n)
+        local = max(0, self.neighbours - a)
+        explore = max(0, self.explore - max(0, a - self.neighbours))
+        explore = min(explore, max(0, n - a - 1))
+        local = min(local, max(0, n - a - 1 - explore))
+        return a, n - a - local - explore, local, explore
+
     def ask(self, history: History, n: int) -> list[dict[str, Any]]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize" if history.direction == "max" else "minimize",
-                                    sampler=self._make_sampler(history.next_iter))
-        dists = self.space.distributions
-        known: dict[str, float | None] = {}
         past = self._past(history)
-        for params, val in past:
-            known[self.space.key(self.normalize(params))] = val
-            study.add_trial(create_trial(params=params, distributions=dists, value=val,
-                                         state=TrialState.COMPLETE if val is not None else TrialState.FAIL))
+        constrained = any(viol > 0 for _, _, viol in past) or self.constraint is not None
+        study = optuna.create_study(direction="maximize" if history.direction == "max" else "minimize",
+                                    sampler=self._make_sampler(history.next_iter, constrained))
+        dists = self.space.distributions
+        finite = [v for _, v, _ in past if v is not None and math.isfinite(v)]
+        worst = (max(finite) if history.direction != "max" else min(finite)) if finite else 0.0
+        known: dict[str, tuple[float | None, float]] = {}
+        for params, val, viol in past:
+            if viol > 0 and (val is None or not math.isfinite(val)):
+                val = worst  # infeasible: the value does not matter, the constraint ranks it
+            known[self.space.key(self.normalize(params))] = (val, viol)
+            study.add_trial(create_trial(
+                params=params, distributions=dists, value=val,
+                state=TrialState.COMPLETE if val is not None else TrialState.FAIL,
+                user_attrs={"constraint": viol},
+                system_attrs={"constraints": [viol]} if constrained and val is not None else None))
         out: list[dict[str, Any]] = []
         batch: set[str] = set()
-        n_explore = min(self.explore, n - 1)
-        n_local = min(self.neighbours, n - 1 - n_explore)
-        n_model = n - n_explore - n_local  # the rest of the batch: neighbours of the best, then uniform exploration
+        abl = self.ablations(history, set(known)) if self.ablate else []
+        n_ablate, n_model, n_local, n_explore = self._slots(n, len(abl))
+        for p in abl[:n_ablate]:
+            batch.add(self.space.key(self.normalize(p)))
+            out.append(p)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _ in range(self.max_retries * n_model):
-                if len(out) == n_model:
+                if len(out) == n_ablate + n_model:
                     break
                 trial = study.ask(dists)  # left running: constant_liar spreads the rest of the batch
                 params = dict(trial.params)
@@ -325,12 +426,17 @@ class OptunaProposer(_Base):
                     out.append(params)
                     continue
                 # A repeat: tell the sampler what it already knows and ask again.
-                val = known[k]
+                val, viol = known[k]
+                trial.set_user_attr("constraint", viol)
                 study.tell(trial, val, state=TrialState.COMPLETE if val is not None else TrialState.FAIL)
-        self._how = self.label if len(out) == n_model else f"{self.label} (random fallback)"
-        n_sampled = len(out)
+        n_sampled = len(out) - n_ablate
+        if n_ablate and n == 1:
+            self._how = "ablation"
+        else:
+            self._how = self.label if n_sampled == n_model else f"{self.label} (random fallback)"
         rng = random.Random(f"{self.seed}:{history.next_iter}:local")
-        ranked = sorted((v, i) for i, (_, v) in enumerate(past) if v is not None and math.isfinite(v))
+        ranked = sorted((v, i) for i, (_, v, viol) in enumerate(past)
+                        if v is not None and math.isfinite(v) and viol <= 0)
         if history.direction == "max":
             ranked.reverse()
         for _ in range(n_local):
@@ -339,14 +445,19 @@ class OptunaProposer(_Base):
                 break
             batch.add(self.space.key(self.normalize(p)))
             out.append(p)
-        n_neighbours = len(out) - n_sampled  # fewer than asked before any config has a value: random fills in
+        n_neighbours = len(out) - n_ablate - n_sampled  # none before any feasible config has a value: random fills in
         rng = random.Random(f"{self.seed}:{history.next_iter}:explore")
         while len(out) < n:
             p = self._random_unseen(rng, set(known) | batch)
             batch.add(self.space.key(self.normalize(p)))
             out.append(p)
-        self._mix = (n_sampled, n_neighbours, n - n_sampled - n_neighbours)
+        self._mix = (n_ablate, n_sampled, n_neighbours, n - n_ablate - n_sampled - n_neighbours)
         return out
+
+
+def _trial_constraint(trial: optuna.trial.FrozenTrial) -> tuple[float]:
+    """TPE's constraints_func: the constraint the history gave this config (> 0 = infeasible)."""
+    return (float(trial.user_attrs.get("constraint", 0.0)),)
 
 
 LLM_SYSTEM = """You tune the configuration of a system, one experiment at a time. You see the knobs (the search
@@ -416,8 +527,12 @@ class LLMSearchProposer(_Base):
             p = self.space.complete(rec.params, self.defaults)
             if p is None:
                 continue
-            v = self.value(rec, history)
-            shown = "failed" if v is None else ("rejected (wrong answers)" if not math.isfinite(v) else f"{v:.4g}")
+            trials = self._record_trials(rec, history)
+            if not trials:
+                continue
+            _, v, viol = trials[0]
+            shown = "failed" if v is None else ("rejected (wrong answers)" if viol > 0 or not math.isfinite(v)
+                                                 else f"{v:.4g}")
             why = (rec.reason or "")[:120].replace("\n", " ")
             rows.append(f"#{rec.iter} {rec.status} score={shown} {json.dumps(self.normalize(p), default=str)}"
                         + (f"  ({why})" if why else ""))
@@ -453,7 +568,7 @@ class LLMSearchProposer(_Base):
     def propose(self, history: History) -> Candidate:
         from autoloop.llm.types import BudgetExceeded, LLMRequest
 
-        seen = {self.space.key(self.normalize(p)) for p, _ in self._past(history)}
+        seen = {self.space.key(self.normalize(p)) for p, *_ in self._past(history)}
         req = LLMRequest(system=LLM_SYSTEM, messages=[{"role": "user", "content": self.prompt(history)}],
                          max_tokens=self.max_tokens, temperature=0.0, purpose="propose")
         try:

@@ -4,14 +4,17 @@
 
 Score (minimise) = p95 latency in ms over all replayed calls / correctness, where correctness is the
 share of responses whose sha256 matches gold/api_calls.jsonl (computed by an independent Python
-reference). Correctness is also a guard with zero allowance: a config returning any wrong answer is
-never kept. Latency is noisy, so `compare` runs the incumbent and the candidate side by side,
-interleaved block by block over `repeats` replays, and the engine keeps the candidate only when the 95%
-interval of p95(candidate) / p95(incumbent) lies entirely below 1 - 0.10. The interval is a paired
-block bootstrap: whole (repeat, block) units -- ~15 calls measured on both services back to back -- are
-resampled, so a burst of background load counts as one event, not as fifteen independent ones.
-A one-repeat screen comes first: wrong answers, or a p95 over twice the incumbent's, end the compare
-early (see api_demo/measure.py). The run stops at a plateau: `patience` iterations without a keep.
+reference). The calls are replayed CONCURRENCY = 4 at a time (API_TUNING_CONCURRENCY; `autoloop show`
+prints it): the demo models a service under light concurrent load, which is what its `workers` knob is
+for; with 1, each latency is a call's own time, as a sequential client sees it. Correctness is also a
+guard with zero allowance: a config returning any wrong answer is never kept. Latency is noisy, so
+`compare` runs the incumbent and the candidate side by side, interleaved block by block over `repeats`
+replays, and the engine keeps the candidate only when the 95% interval of p95(candidate) / p95(incumbent)
+lies entirely below 1 - 0.10. The interval is a paired block bootstrap: whole (repeat, block) units --
+~15 calls measured on both services back to back -- are resampled, so a burst of background load counts
+as one event, not as fifteen independent ones. A one-repeat screen comes first: wrong answers, or a p95
+over twice the incumbent's, end the compare early (autoloop/services/measure.py). The run stops at a
+plateau: `patience` iterations without a keep.
 
 The state dir holds config.json (the knobs, see api_demo/config.py). The database (~2e5 profiles) is
 generated once, seeded, into runs/api_demo/ (or $AUTOLOOP_API_DEMO_CACHE).
@@ -19,18 +22,21 @@ generated once, seeded, into runs/api_demo/ (or $AUTOLOOP_API_DEMO_CACHE).
 Proposers: each iteration screens a batch of 6 configs in the run phase (incumbent + 6 services, one
 interleaved replay; the fastest config with all answers correct is written and measured in full; see run()):
 2 from Optuna TPE over api_demo/config.py's SPACE, 2 one-knob neighbours of the best configs so far, 2
-uniformly random (default without an API key). With ANTHROPIC_API_KEY set, an LLM reads the space and the
-history and names the first config (autoloop.search.LLMSearchProposer, capped by --max-cost; TPE takes over
-for any reply that is not a new point of the space).
+uniformly random (default without an API key). A config with any wrong answer is infeasible to TPE (Optuna
+constraints): it learns to avoid the wrong caches instead of ignoring them. After a keep that changed
+several knobs, the batch starts with that config minus each changed knob (one-knob ablations), so a knob
+that rode along with a real gain and only costs is dropped next. With ANTHROPIC_API_KEY set, an LLM reads
+the space and the history and names the first config (autoloop.search.LLMSearchProposer, capped by
+--max-cost; TPE takes over for any reply that is not a new point of the space).
 
 Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm,
-API_TUNING_SEED, API_TUNING_ROWS, API_TUNING_CALLS, API_TUNING_REPEATS, API_TUNING_BATCH (configs
-screened per iteration, 6), API_TUNING_EXPLORE (how many are uniformly random, a third of the batch),
-API_TUNING_NEIGHBOURS (how many are one-knob neighbours of the best so far, a third of the batch).
+API_TUNING_SEED, API_TUNING_CONCURRENCY, API_TUNING_ROWS, API_TUNING_CALLS, API_TUNING_REPEATS,
+API_TUNING_BATCH (configs screened per iteration, 6), API_TUNING_EXPLORE (how many are uniformly random, a
+third of the batch), API_TUNING_NEIGHBOURS (how many are one-knob neighbours of the best so far, a third of
+the batch).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -42,12 +48,15 @@ from typing import Any
 from api_demo import config as knobs
 from api_demo import data
 from api_demo.gold import write_gold
-from api_demo.measure import demo_service, gm_ratio, measure_interleaved, paired_compare, scores_from
-from api_demo.replay import ReplayResult, load_calls
-from api_demo.service import sigterm_as_exit
+from api_demo.service import demo_service
 
 from autoloop.history import History, IterationRecord
-from autoloop.search import LLMSearchProposer, OptunaProposer, RandomProposer, default_value
+from autoloop.search import LLMSearchProposer, OptunaProposer, RandomProposer
+from autoloop.services.calls import load_calls
+from autoloop.services.measure import (gm_ratio, incumbent_before, measure_interleaved, paired_compare,
+                                       paired_value, scores_from, wrong_share)
+from autoloop.services.replay import ReplayResult
+from autoloop.services.service import remove_stale, sigterm_as_exit
 from autoloop.target import Candidate, Scores, TargetError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,44 +85,26 @@ stats_query = LIKE or = on location; cache = response cache mode; workers = SQLi
 sqlite_cache_kb / mmap_mb = SQLite page cache and memory map."""
 
 
-def _incumbent_before(rec: IterationRecord, history: History) -> IterationRecord | None:
-    return next((r for r in reversed(history.iterations) if r.kept and r.iter < rec.iter), None)
+# What the sampler learns for a fully measured config: the geometric mean of the per-endpoint p95s, from the
+# ratio to the incumbent measured in the same interleaved compare (autoloop.services.measure.paired_value);
+# a config with any wrong answer is infeasible to it (wrong_share > 0), whatever its speed.
+_sampler_value = paired_value
 
 
-def _sampler_value(rec: IterationRecord, history: History) -> float | None:
-    """What the sampler learns for one iteration's fully measured config.
-
-    The geometric mean over endpoints of each endpoint's p95, not the p95 of the whole mix: the slowest
-    endpoint holds the overall p95 up, so a fix for another endpoint would look worthless; here every
-    endpoint's fix counts by its factor, and the sampler is rewarded for each part of a combination that
-    only pays off in p95 once complete (keep decisions still use the overall p95). Load-robust: the ratio to
-    the incumbent measured in the same interleaved compare (api_demo.measure.gm_ratio), times the
-    incumbent's own value, down to the baseline. Wrong answers: a failed trial (None); +inf would also
-    condemn every good knob the wrong config carried.
-    """
-    if default_value(rec) is None or rec.components.get("correctness") != 1.0:
-        return None
-    ratio = rec.info.get("gm_ratio")
-    inc = _incumbent_before(rec, history)
-    if not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or inc is None:
-        gm = rec.info.get("gm_p95_ms")
-        return float(gm) if isinstance(gm, (int, float)) else rec.score
-    base = _sampler_value(inc, history)
-    return ratio * base if base is not None else None
-
-
-def _trials(rec: IterationRecord, history: History) -> list[tuple[dict, float | None]]:
-    """Every config an iteration measured: the screened alternatives (one interleaved replay next to the
-    incumbent, in the run phase) and the one that got the full comparison."""
+def _trials(rec: IterationRecord, history: History) -> list[tuple[dict, float | None, float]]:
+    """Every config an iteration measured, as (config, value, share of wrong answers): the one that got the
+    full comparison first, then the screened alternatives (one interleaved replay next to the incumbent,
+    in the run phase)."""
     chosen = rec.info.get("config_params") or {k: v for k, v in rec.params.items() if k != "alternatives"}
-    out = [(chosen, _sampler_value(rec, history))]
-    inc = _incumbent_before(rec, history)
+    out = [(chosen, _sampler_value(rec, history), wrong_share(rec))]
+    inc = incumbent_before(rec, history)
     base = _sampler_value(inc, history) if inc is not None else None
     for sc in rec.info.get("screened") or []:
         if sc.get("chosen"):
             continue
-        ok = sc.get("correctness") == 1.0 and isinstance(sc.get("gm_ratio"), (int, float)) and base is not None
-        out.append((sc["config"], sc["gm_ratio"] * base if ok else None))
+        ratio = sc.get("gm_ratio")
+        ok = isinstance(ratio, (int, float)) and math.isfinite(ratio) and base is not None
+        out.append((sc["config"], ratio * base if ok else None, round(1.0 - float(sc.get("correctness", 0.0)), 6)))
     return out  # alternatives of an iteration that crashed before screening were never measured: not trials
 
 
@@ -126,7 +117,7 @@ class ApiTuning:
     guards = {"correctness": 0.0}
     bootstrap = {"stat": "quantile_ratio", "q": 95, "confidence": 0.95, "threshold": 0.10, "resamples": 2000}
     patience = 12  # a search space proposer needs room: most proposals are (rightly) reverted
-    show_columns = ["config", "p95_ms", "p50_ms", "correctness"]
+    show_columns = ["config", "p95_ms", "p50_ms", "correctness", "concurrency"]
     space = knobs.SPACE
 
     def __init__(self, gold: Path = GOLD, repeats: int = 8, score_repeats: int = 3, concurrency: int = 4,
@@ -145,6 +136,8 @@ class ApiTuning:
         # far, and uniformly random ones (TPE alone settles in a local optimum of this space: issue 5's notes).
         common = dict(seed=seed, defaults=knobs.BASELINE, value=_sampler_value, normalize=_normalize,
                       describe=knobs.summary, trials=_trials, batch=batch)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise TargetError(f"api_tuning: concurrency={concurrency!r}; give a whole number >= 1 (API_TUNING_CONCURRENCY)")
         if proposer == "random":
             self.proposer = RandomProposer(self.space, **common)
         else:
@@ -152,7 +145,7 @@ class ApiTuning:
             if neighbours is None:
                 neighbours = min(batch // 3, max(0, batch - 1 - explore))
             self.proposer = OptunaProposer(self.space, n_startup_trials=10, explore=explore, neighbours=neighbours,
-                                           **common)
+                                           constraint=wrong_share, **common)
         if proposer == "llm":
             self.proposer = LLMSearchProposer(self.space, fallback=self.proposer, context=LLM_CONTEXT, **common)
 
@@ -213,14 +206,15 @@ class ApiTuning:
     def score(self, state: Path, gold: Path) -> Scores:
         cfg = knobs.load(Path(state) / "config.json")
         (res,) = self._measure([cfg], gold, self.score_repeats)
-        return scores_from(res, {"config": knobs.summary(cfg), "config_params": cfg})
+        return scores_from(res, {"config": knobs.summary(cfg), "config_params": cfg, "concurrency": self.concurrency})
 
     def compare(self, incumbent_state: Path, candidate_state: Path, gold: Path) -> tuple[Scores, Scores]:
         inc_cfg = knobs.load(Path(incumbent_state) / "config.json")
         cand_cfg = knobs.load(Path(candidate_state) / "config.json")
         inc, cand = self._services([inc_cfg, cand_cfg], gold, lambda services, calls: paired_compare(
             services, calls, self.repeats, self.concurrency, self.bootstrap,
-            {"config": knobs.summary(inc_cfg)}, {"config": knobs.summary(cand_cfg)}))
+            {"config": knobs.summary(inc_cfg), "concurrency": self.concurrency},
+            {"config": knobs.summary(cand_cfg), "concurrency": self.concurrency}))
         cand.info["config_params"] = cand_cfg
         screen = Path(candidate_state) / "screen.json"
         if screen.exists():
@@ -236,14 +230,16 @@ class ApiTuning:
         meta, calls = load_calls(Path(gold))
         base = data.ensure_db(int(meta["rows"]), int(meta["seed"]), self.cache_dir)
         tmp_root = (self.cache_dir or data.default_cache_dir()) / "tmp"
-        _remove_stale(tmp_root)
+        remove_stale(tmp_root)
         tmp_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"inst-{os.getpid()}-", dir=tmp_root))
         services = []
         try:
             with sigterm_as_exit():
-                for i, cfg in enumerate(cfgs):
-                    services.append(demo_service(cfg, base, work / f"s{i}").start())
+                for i, cfg in enumerate(cfgs):  # all start at once, then all are waited for
+                    services.append(demo_service(cfg, base, work / f"s{i}").launch())
+                for s in services:
+                    s.wait_ready()
                 return work_fn(services, calls)
         finally:
             for s in services:
@@ -251,16 +247,7 @@ class ApiTuning:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _remove_stale(tmp_root: Path) -> None:
-    """Instance databases of scoring processes that were SIGKILLed (their pid is gone)."""
-    if not tmp_root.exists():
-        return
-    import psutil
-
-    for d in tmp_root.glob("inst-*"):
-        with contextlib.suppress(ValueError, IndexError):
-            if not psutil.pid_exists(int(d.name.split("-")[1])):
-                shutil.rmtree(d, ignore_errors=True)
+_remove_stale = remove_stale  # instance databases of scoring processes that were SIGKILLed (their pid is gone)
 
 
 def _env_int(name: str, default: int | None, low: int = 0) -> int | None:
@@ -276,6 +263,10 @@ def _env_int(name: str, default: int | None, low: int = 0) -> int | None:
     return v
 
 
+# Measurement concurrency: calls in flight at once while replaying (see the module docstring).
+CONCURRENCY = _env_int("API_TUNING_CONCURRENCY", 4, 1)
+
+
 def _from_env() -> ApiTuning:
     rows = _env_int("API_TUNING_ROWS", DEFAULT_ROWS, 100)
     calls = _env_int("API_TUNING_CALLS", DEFAULT_CALLS, 10)
@@ -285,7 +276,7 @@ def _from_env() -> ApiTuning:
         if not gold.exists():
             write_gold(gold, rows, DEFAULT_SEED, calls)
     try:
-        return ApiTuning(gold=gold, repeats=_env_int("API_TUNING_REPEATS", 8, 1),
+        return ApiTuning(gold=gold, repeats=_env_int("API_TUNING_REPEATS", 8, 1), concurrency=CONCURRENCY,
                          batch=_env_int("API_TUNING_BATCH", 6, 1), explore=_env_int("API_TUNING_EXPLORE", None),
                          neighbours=_env_int("API_TUNING_NEIGHBOURS", None),
                          proposer=os.environ.get("API_TUNING_PROPOSER") or "auto",

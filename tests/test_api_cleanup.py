@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "targets"))
 
 from api_demo.gold import write_gold  # noqa: E402
-from api_demo.service import ServiceProcess  # noqa: E402
 
+from autoloop.services.service import ServiceProcess  # noqa: E402
 from autoloop.target import Candidate, load_target  # noqa: E402
 
 ROWS, CALLS = 20_000, 60
@@ -58,7 +58,8 @@ def ports_of(procs: list[psutil.Process]) -> set[int]:
 def wait_servers(cache: Path, n: int, timeout: float = 60) -> list[psutil.Process]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        procs = [p for p in ours(cache) if "guardian.py" not in " ".join(p.cmdline())]
+        # the command line read once by process_iter: a server that just exited is a zombie for a moment
+        procs = [p for p in ours(cache) if "guardian.py" not in " ".join(p.info["cmdline"] or [])]
         if len(procs) >= n and len(ports_of(procs)) >= n:
             return procs
         time.sleep(0.1)
@@ -69,7 +70,7 @@ def assert_gone(cache: Path, ports: set[int], within: float = 10.0) -> None:
     end = time.monotonic() + within
     while time.monotonic() < end and ours(cache):
         time.sleep(0.1)
-    assert not ours(cache), [p.cmdline() for p in ours(cache)]
+    assert not ours(cache), [p.info["cmdline"] for p in ours(cache)]
     assert not listening(ports), ports
 
 

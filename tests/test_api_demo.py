@@ -15,8 +15,10 @@ sys.path.insert(0, str(ROOT / "targets"))
 from api_demo import config as knobs  # noqa: E402
 from api_demo import data  # noqa: E402
 from api_demo.gold import write_gold  # noqa: E402
-from api_demo.measure import demo_service, measure_interleaved, scores_from  # noqa: E402
-from api_demo.replay import load_calls  # noqa: E402
+from api_demo.service import demo_service  # noqa: E402
+
+from autoloop.services.calls import load_calls  # noqa: E402
+from autoloop.services.measure import measure_interleaved, scores_from  # noqa: E402
 
 from autoloop.decide import decide  # noqa: E402
 from autoloop.target import Candidate, TargetError, load_target  # noqa: E402
@@ -161,8 +163,9 @@ def test_bad_knobs_are_one_line_errors(small, tmp_path):
 
 
 def test_proposer_learns_endpoint_p95s_from_paired_ratios(small):
-    """A correct candidate's value is its paired per-endpoint p95 ratio (geometric mean) times the incumbent's value, so background
-    load that inflated every absolute latency of an iteration cancels out; wrong answers are failed trials."""
+    """A candidate's value is its paired per-endpoint p95 ratio (geometric mean) times the incumbent's value, so background
+    load that inflated every absolute latency of an iteration cancels out; wrong answers make it infeasible (the
+    constraint, its share of wrong answers), a crash is a failed trial."""
     from autoloop.history import History, IterationRecord
 
     t, _, _ = small
@@ -176,10 +179,11 @@ def test_proposer_learns_endpoint_p95s_from_paired_ratios(small):
         IterationRecord(iter=3, status="revert", params={**knobs.BASELINE, "workers": 3}, score=90.0,
                         components=ok, info={"gm_ratio": 1.2}),
         IterationRecord(iter=4, status="crash", params={**knobs.BASELINE, "workers": 4})])
-    from api_tuning import _sampler_value  # the target's value hook
+    from api_tuning import _sampler_value, _trials  # the target's hooks
 
     vals = [_sampler_value(r, h) for r in h.iterations]
-    assert vals == [40.0, None, 20.0, pytest.approx(24.0), None]
+    assert vals == [40.0, pytest.approx(0.4), 20.0, pytest.approx(24.0), None]
+    assert [_trials(r, h)[0][2] for r in h.iterations] == [0.0, pytest.approx(0.1), 0.0, 0.0, 0.0]
     c = t.propose(h)
     configs = [{k: v for k, v in c.params.items() if k != "alternatives"}] + c.params["alternatives"]
     assert len(configs) == 6 and all(knobs.validate(x) for x in configs)
@@ -213,10 +217,12 @@ def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, 
         IterationRecord(iter=1, status="keep", params={**slow, "alternatives": [wrong_fast, FAST]}, score=cand.score,
                         components=cand.components, info=cand.info)])
     got = _trials(h.iterations[1], h)
-    assert got[0] == (knobs.validate(FAST), pytest.approx(10.0 * cand.info["gm_ratio"]))
-    values = {knobs.summary(c): v for c, v in got[1:]}
-    assert values[knobs.summary(knobs.validate(wrong_fast))] is None  # wrong answers: a failed trial
-    assert values[knobs.summary(knobs.validate(slow))] == pytest.approx(10.0 * rows[knobs.summary(knobs.validate(slow))]["gm_ratio"])
+    assert got[0] == (knobs.validate(FAST), pytest.approx(10.0 * cand.info["gm_ratio"]), 0.0)
+    values = {knobs.summary(c): (v, wrong) for c, v, wrong in got[1:]}
+    v, wrong = values[knobs.summary(knobs.validate(wrong_fast))]
+    assert wrong > 0 and v == pytest.approx(10.0 * rows[knobs.summary(knobs.validate(wrong_fast))]["gm_ratio"])  # infeasible
+    assert values[knobs.summary(knobs.validate(slow))] == (
+        pytest.approx(10.0 * rows[knobs.summary(knobs.validate(slow))]["gm_ratio"]), 0.0)
     # A single config (no alternatives) is written as is and leaves no stale screen.json behind.
     t.run(Candidate(params=slow), cand_state, time.time() + 60)
     assert not (cand_state / "screen.json").exists() and knobs.load(cand_state / "config.json") == knobs.validate(slow)
@@ -251,8 +257,8 @@ def test_a_config_with_exactly_one_wrong_answer_is_rejected_though_faster(small,
 
 
 def test_endpoints_and_the_geometric_mean_ratio_the_sampler_learns():
-    from api_demo.measure import gm_ratio
-    from api_demo.replay import ReplayResult, endpoint_of
+    from autoloop.services.measure import gm_ratio
+    from autoloop.services.replay import ReplayResult, endpoint_of
 
     assert endpoint_of({"method": "GET", "path": "/profiles/1856?x=1"}) == "GET /profiles/{id}"
     assert endpoint_of({"method": "POST", "path": "/profiles/7/availability"}) == "POST /profiles/{id}/availability"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -178,7 +179,7 @@ def test_neighbours_change_one_knob_of_the_best_config_so_far():
         IterationRecord(iter=0, status="keep", params={"a": "x", "b": False, "n": 1}, score=9.0),
         IterationRecord(iter=1, status="keep", params=best, score=1.0),
         IterationRecord(iter=2, status="revert", params={"a": "z", "b": False, "n": 40}, score=5.0)])
-    c = OptunaProposer(space, seed=4, batch=4, neighbours=2, explore=1, n_startup_trials=1).propose(h)
+    c = OptunaProposer(space, seed=4, batch=4, neighbours=2, explore=1, n_startup_trials=1, ablate=False).propose(h)
     assert c.description.endswith("(1 tpe + 2 neighbours + 1 random), measure the best in full")
     local = c.params["alternatives"][:2]
     for p in local:
@@ -192,3 +193,68 @@ def test_the_description_names_the_batch_as_it_was_drawn():
     space = {"a": ("cat", ["x", "y", "z"]), "n": ("int", 1, 50)}
     c = OptunaProposer(space, seed=1, batch=4, neighbours=2, explore=1).propose(History(run_id="t", direction="min"))
     assert c.description == "tpe: screen 4 configs (1 tpe + 3 random), measure the best in full"
+
+
+def test_after_a_bundled_keep_each_changed_knob_is_ablated_in_turn():
+    """A keep that changed two knobs: the next proposals set each back, one at a time, then the sampler resumes;
+    in a batch the ablations come first and take the neighbours' places."""
+    space = {"index": ("cat", [False, True]), "slow_log": ("cat", [False, True]), "n": ("int", 1, 50)}
+    base = {"index": False, "slow_log": False, "n": 1}
+    recs = [IterationRecord(iter=0, status="keep", params={}, score=10.0),
+            IterationRecord(iter=1, status="keep", params={"index": True, "slow_log": True, "n": 1}, score=4.0)]
+    prop = OptunaProposer(space, seed=0, defaults=base, n_startup_trials=1)
+    c = prop.propose(History(run_id="t", direction="min", iterations=recs))
+    assert c.params == {"index": False, "slow_log": True, "n": 1} and c.description == "ablation: index=False"
+    recs.append(IterationRecord(iter=2, status="revert", params=c.params, score=9.0))
+    c = prop.propose(History(run_id="t", direction="min", iterations=recs))
+    assert c.params == {"index": True, "slow_log": False, "n": 1} and c.description == "ablation: slow_log=False"
+    recs.append(IterationRecord(iter=3, status="keep", params=c.params, score=1.0))
+    c = prop.propose(History(run_id="t", direction="min", iterations=recs))  # a one-knob keep: nothing to ablate
+    assert c.description.startswith("tpe: ")
+    # batch: both ablations of iteration 1's keep first, then the sampler, neighbours and random as asked
+    c = OptunaProposer(space, seed=0, defaults=base, batch=5, neighbours=2, explore=1).propose(
+        History(run_id="t", direction="min", iterations=recs[:2]))
+    assert [c.params["index"], c.params["slow_log"]] == [False, True]
+    assert c.params["alternatives"][0] == {"index": True, "slow_log": False, "n": 1}
+    assert c.description == "tpe: screen 5 configs (2 ablations + 2 tpe + 1 random), measure the best in full"
+    assert OptunaProposer(space, seed=0, defaults=base, ablate=False).propose(
+        History(run_id="t", direction="min", iterations=recs[:2])).description.startswith("tpe: ")
+
+
+def test_configs_with_wrong_answers_are_infeasible_to_tpe():
+    """A trap value is the fastest but gives wrong answers. Told as a constraint, TPE ranks it below every
+    correct config and rarely proposes it again; learning only the (fast) score, it chases the trap."""
+    space = {"cache": ("cat", ["none", "lru", "trap"]), "x": ("int", 1, 30)}
+    rng = random.Random(0)
+    recs = [IterationRecord(iter=0, status="keep", params={"cache": "none", "x": 15}, score=30.0,
+                            components={"correctness": 1.0})]
+    for i in range(1, 25):
+        cache, x = rng.choice(["none", "lru", "trap"]), rng.randint(1, 30)
+        fast = {"none": 20.0, "lru": 15.0, "trap": 2.0}[cache] + x / 10
+        recs.append(IterationRecord(iter=i, status="revert", params={"cache": cache, "x": x}, score=fast,
+                                    components={"correctness": 0.9 if cache == "trap" else 1.0}))
+    h = History(run_id="t", direction="min", iterations=recs)
+
+    def wrong(rec, history):
+        return 1.0 - rec.components["correctness"]
+
+    def traps(**kw) -> int:
+        return sum(OptunaProposer(space, seed=s, ablate=False, **kw).propose(h).params["cache"] == "trap"
+                   for s in range(20))
+
+    constrained, naive = traps(constraint=wrong), traps()
+    assert constrained <= 4 and naive >= 12, (constrained, naive)
+    # the constraint travels with the trial (also for configs reported through the trials hook)
+    trial = OptunaProposer(space, constraint=wrong)._record_trials(recs[1], h)[0]
+    assert trial[2] == pytest.approx(wrong(recs[1], h))
+
+
+def test_the_knob_that_did_least_so_far_is_ablated_first():
+    """Configs with slow_log=True have been slow in the history, configs with the index fast: slow_log goes first."""
+    space = {"index": ("cat", [False, True]), "slow_log": ("cat", [False, True]), "n": ("int", 1, 50)}
+    base = {"index": False, "slow_log": False, "n": 1}
+    recs = [IterationRecord(iter=0, status="keep", params={}, score=10.0),
+            IterationRecord(iter=1, status="revert", params={"index": False, "slow_log": True, "n": 30}, score=12.0),
+            IterationRecord(iter=2, status="keep", params={"index": True, "slow_log": True, "n": 1}, score=4.0)]
+    c = OptunaProposer(space, seed=0, defaults=base).propose(History(run_id="t", direction="min", iterations=recs))
+    assert c.description == "ablation: slow_log=False"
