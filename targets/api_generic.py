@@ -41,7 +41,8 @@ Make the calls from traffic you already have:
 Calls that change data (a payment, a counter, an insert, even made by GET) answer differently on a
 second replay. The baseline check catches that and stops before anything is written, naming the calls;
 then choose: restart_between_replays=True (every replay on a fresh instance with a fresh {scratch}; the
-service must rebuild its data at start, as the example does), reset_command="..." (a command templated
+service must rebuild its data at start, as the example does; every replay then pays a start, so raise
+score_budget_s for a service that starts slowly), reset_command="..." (a command templated
 like `command`, or "POST /admin/reset", run on each instance before every replay), or "volatile": true.
 
 Options with their defaults: concurrency=1 (calls one at a time, in file order: each latency is the

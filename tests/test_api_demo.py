@@ -203,13 +203,18 @@ def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, 
     wrong_fast = {**FAST, "cache": "lru_pathkey"}
     slow = {**knobs.BASELINE, "mmap_mb": 64}
     t.run(Candidate(params={**slow, "alternatives": [wrong_fast, FAST]}), cand_state, time.time() + 120)
-    assert knobs.load(cand_state / "config.json") == knobs.validate(FAST)
     screen = json.loads((cand_state / "screen.json").read_text())
     rows = {r["summary"]: r for r in screen["configs"]}
-    assert len(rows) == 3 and [r.get("chosen", False) for r in screen["configs"]] == [False, False, True]
+    assert len(rows) == 3 and sum(r.get("chosen", False) for r in screen["configs"]) == 1
     assert rows[knobs.summary(knobs.validate(wrong_fast))]["correctness"] < 1.0
+    # the fastest correct one (FAST, unless a burst of load hit its blocks of the single screening replay)
+    chosen = next(r for r in screen["configs"] if r.get("chosen"))
+    assert chosen["correctness"] == 1.0 and chosen["p95_ms"] == min(r["p95_ms"] for r in screen["configs"]
+                                                                     if r["correctness"] == 1.0)
+    assert knobs.load(cand_state / "config.json") == chosen["config"]
+    other = next(c for c in (slow, FAST) if knobs.validate(c) != chosen["config"])
     inc, cand = t.compare(inc_state, cand_state, gold)
-    assert cand.info["config_params"] == knobs.validate(FAST) and len(cand.info["screened"]) == 3
+    assert cand.info["config_params"] == chosen["config"] and len(cand.info["screened"]) == 3
     # What the sampler is told: the measured config with its value, the screened others by their ratios.
     h = History(run_id="x", direction="min", iterations=[
         IterationRecord(iter=0, status="keep", params={}, score=inc.score, components=inc.components,
@@ -217,12 +222,12 @@ def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, 
         IterationRecord(iter=1, status="keep", params={**slow, "alternatives": [wrong_fast, FAST]}, score=cand.score,
                         components=cand.components, info=cand.info)])
     got = _trials(h.iterations[1], h)
-    assert got[0] == (knobs.validate(FAST), pytest.approx(10.0 * cand.info["gm_ratio"]), 0.0)
+    assert got[0] == (chosen["config"], pytest.approx(10.0 * cand.info["gm_ratio"]), 0.0)
     values = {knobs.summary(c): (v, wrong) for c, v, wrong in got[1:]}
     v, wrong = values[knobs.summary(knobs.validate(wrong_fast))]
     assert wrong > 0 and v == pytest.approx(10.0 * rows[knobs.summary(knobs.validate(wrong_fast))]["gm_ratio"])  # infeasible
-    assert values[knobs.summary(knobs.validate(slow))] == (
-        pytest.approx(10.0 * rows[knobs.summary(knobs.validate(slow))]["gm_ratio"]), 0.0)
+    assert values[knobs.summary(knobs.validate(other))] == (
+        pytest.approx(10.0 * rows[knobs.summary(knobs.validate(other))]["gm_ratio"]), 0.0)
     # A single config (no alternatives) is written as is and leaves no stale screen.json behind.
     t.run(Candidate(params=slow), cand_state, time.time() + 60)
     assert not (cand_state / "screen.json").exists() and knobs.load(cand_state / "config.json") == knobs.validate(slow)
