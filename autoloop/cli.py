@@ -196,7 +196,7 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         marks = [e for e in events if e["kind"] in ("run_start", "run_resume", "run_end")]
         end = marks[-1] if marks and marks[-1]["kind"] == "run_end" else None
         state = run_state(_runs_dir(ctx), rid, end.get("status", "finished") if end else "running")
-        kept = [e for e in ends if e["status"] == "keep"]
+        kept = [e for e in events if e["kind"] == "iter_end" and e["status"] == "keep"]  # the baseline too
         best = (kept[-1].get("scores") or {}).get("score") if kept else None  # keeps only ever improve
         st = {"run_id": rid, "status": state, "running": owner is not None, "pid": owner, "iterations": len(ends),
               "kept": sum(e["status"] == "keep" for e in ends), "iter": live.get("iter"), "phase": live.get("phase"),

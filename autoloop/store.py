@@ -27,8 +27,10 @@ from autoloop.journal import JOURNAL, read_events
 
 def _locked(e: BaseException) -> bool:
     text = str(e).lower()
+    # "not a valid DuckDB database file": another process is creating the file this instant (two runs started
+    # in the same second); retried like a lock, so a truly corrupt file still fails, after the timeout.
     return isinstance(e, (duckdb.IOException, duckdb.ConnectionException)) and (
-        "lock" in text or "conflicting" in text or "being used" in text)
+        "lock" in text or "conflicting" in text or "being used" in text or "not a valid duckdb database" in text)
 
 
 STORAGE_VERSION = "v1.4.0"  # readable by duckdb / duckdb-cli >= 1.4
