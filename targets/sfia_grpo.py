@@ -222,7 +222,7 @@ class SfiaGRPO:
         """constrained=True (`autoloop eval --constrained`): structured decoding, every reply schema-valid JSON
         with real SFIA codes (sfia/constrained.py); the loop itself scores unconstrained."""
         from autoloop.mlx.generation import generate_batch_with_stats, load_model
-        from sfia.forge_score import aggregate, reward_components
+        from sfia.forge_score import aggregate, can_still_parse, reward_components
         from sfia.prompting import build_messages, load_jsonl
 
         adapter = state / "adapter"
@@ -242,8 +242,9 @@ class SfiaGRPO:
             replies, gen = generate_constrained(model, tok, chats, max_tokens=self.max_reply_tokens,
                                                 batch_size=self.eval_batch_size)
         else:
+            # a reply whose start rules out valid JSON scores 0 whatever follows: stop it there (lossless)
             replies, gen = generate_batch_with_stats(model, tok, chats, max_tokens=self.max_reply_tokens,
-                                                     batch_size=self.eval_batch_size)
+                                                     batch_size=self.eval_batch_size, alive=can_still_parse)
         replies, dev_replies = replies[: len(items)], replies[len(items):]
         comps = [reward_components(r, ex) for r, ex in zip(replies, items)]
         agg = aggregate(comps)

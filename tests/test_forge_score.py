@@ -131,3 +131,36 @@ def test_weights_are_the_seed_weights():
 def test_doctests():
     res = doctest.testmod(fs)
     assert res.attempted >= 5 and res.failed == 0
+
+
+# -- can_still_parse: the scorer may stop generating a reply it rules out, so it must never rule out a valid one
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from sfia.forge_score import can_still_parse, parse_reply  # noqa: E402
+
+VALID = json.dumps({"skills": [PROG], "rationale": "r"})
+_pieces = st.sampled_from(["```", "```json", "json", "\n", " ", "\t", "\u00a0", "{", "}", "`", "Here is", "x",
+                           VALID, '"skills"', ":", "[", "]", "JSON"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_pieces, max_size=8), st.data())
+def test_can_still_parse_never_rules_out_a_reply_that_parses(parts, data):
+    reply = "".join(parts)
+    k = data.draw(st.integers(0, len(reply)))
+    if can_still_parse(reply[:k]) is False:
+        assert parse_reply(reply) is None
+
+
+@pytest.mark.parametrize("reply", [VALID, "  " + VALID, "```json\n" + VALID + "\n```", "```\n\n" + VALID + "```",
+                                   "```JSON " + VALID + "\n```\n"])
+def test_no_prefix_of_a_valid_reply_is_ruled_out(reply):
+    assert parse_reply(reply) is not None
+    assert all(can_still_parse(reply[:k]) is not False for k in range(len(reply) + 1))
+
+
+@pytest.mark.parametrize("reply", ["Here is the JSON:\n" + VALID, "https://x", "``x", "```json\nSure! " + VALID,
+                                   "[" + VALID + "]"])
+def test_replies_that_start_wrong_are_ruled_out_early(reply):
+    assert parse_reply(reply) is None
+    assert any(can_still_parse(reply[:k]) is False for k in range(12))

@@ -77,3 +77,25 @@ def test_outside_a_run_the_trainers_write_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert len(generate_batch(tiny_llama(seed=2), tiny_tokenizer(), CHATS[:2], max_tokens=4)) == 2
     assert not list(tmp_path.iterdir())
+
+
+def test_alive_stops_ruled_out_rows_early_and_leaves_the_others_alone(in_child):
+    """A row `alive` rules out leaves the batch with the tokens it had; the others decode as without it."""
+    from autoloop.mlx.generation import generate_batch_with_stats
+
+    model, tok = tiny_llama(seed=4), tiny_tokenizer()  # this tiny model starts one reply with newlines
+    full, ref_stats = generate_batch_with_stats(model, tok, CHATS, max_tokens=12, batch_size=5)
+    killed = {i for i, f in enumerate(full) if f.startswith("\n")}
+    assert 0 < len(killed) < len(full)
+
+    def alive(text):
+        return False if text.startswith("\n") else (True if text else None)
+
+    texts, stats = generate_batch_with_stats(model, tok, CHATS, max_tokens=12, batch_size=5, alive=alive)
+    assert stats["stopped_early"] == len(killed)
+    assert stats["generated_tokens"] < ref_stats["generated_tokens"]
+    for i, (t, f) in enumerate(zip(texts, full)):
+        assert f.startswith(t)
+        assert (len(t) < len(f)) if i in killed else (t == f)
+    p = progress.read_progress(in_child, "run")
+    assert (p["done"], p["total"]) == (5, 5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 DEFAULT_DTYPE = "float32"  # MLX's CPU backend runs bf16/fp16 matmuls at a few GFLOP/s
 
@@ -42,7 +42,8 @@ def encode_chats(tokenizer, messages_list: list[list[dict]]) -> list[list[int]]:
 def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]], max_tokens: int,
                               temperature: float = 0.0, batch_size: int = 16, seed: int = 0,
                               logits_processors: list | None = None,
-                              progress_task: str | None = "generate") -> tuple[list[str], dict[str, Any]]:
+                              progress_task: str | None = "generate",
+                              alive: Callable[[str], bool | None] | None = None) -> tuple[list[str], dict[str, Any]]:
     """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second.
 
     Inside an autoloop child it reports replies finished out of the total (and tokens/s) through
@@ -53,6 +54,11 @@ def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]],
     its (1, vocab) logits) or a single processor. Use it to constrain decoding, e.g. to mask every token a
     grammar does not allow: the processor is stateful and owned by its row; it sees the token chosen at the
     previous step as `tokens[-1]` (at its first call, `tokens[-1]` is the last prompt token).
+
+    `alive(reply_so_far)`, when given, is asked after each token of a row until it answers True: False stops that
+    row there (its reply is returned as far as it got, counted in stats["stopped_early"]). Use it only with a
+    rule under which no continuation could change the row's score, e.g. a reply that can no longer parse as the
+    required JSON: an untrained model's baseline then costs a few tokens per row instead of `max_tokens`.
     """
     import mlx.core as mx
     from mlx_lm.sample_utils import make_sampler
@@ -70,21 +76,24 @@ def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]],
             raise ValueError(f"logits_processors: {len(logits_processors)} entries for {len(prompts)} chats; "
                              "pass one (list of) processor(s) per chat")
         rows = [list(p) if isinstance(p, (list, tuple)) else [p] for p in logits_processors]
-    token_ids = _batch_generate(model, tokenizer, prompts, max_tokens, make_sampler(temp=temperature), batch_size,
-                                progress_task, rows)
+    token_ids, stopped = _batch_generate(model, tokenizer, prompts, max_tokens, make_sampler(temp=temperature),
+                                         batch_size, progress_task, rows, alive)
     wall = time.perf_counter() - start
     generated = sum(len(t) for t in token_ids)
     stats = {"prompts": len(prompts), "prompt_tokens": sum(len(p) for p in prompts), "generated_tokens": generated,
              "wall_s": round(wall, 3), "tokens_per_s": round(generated / wall, 2) if wall > 0 else 0.0,
-             "batch_size": batch_size, "max_tokens": max_tokens, "temperature": temperature}
+             "batch_size": batch_size, "max_tokens": max_tokens, "temperature": temperature,
+             **({"stopped_early": stopped} if alive is not None else {})}
     return [tokenizer.decode(t) for t in token_ids], stats
 
 
 def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, batch_size: int,
-                    progress_task: str | None, processors: list[list] | None = None) -> list[list[int]]:
+                    progress_task: str | None, processors: list[list] | None = None,
+                    alive: Callable[[str], bool | None] | None = None) -> tuple[list[list[int]], int]:
     """mlx-lm's `batch_generate` (the same BatchGenerator, settings and stop handling, so the same tokens),
-    driven here so finished replies can be counted while the batch runs, and so each row may have its own
-    logits processors (batch_generate only takes one shared list)."""
+    driven here so finished replies can be counted while the batch runs, so each row may have its own
+    logits processors (batch_generate only takes one shared list), and so a row that `alive` rules out can
+    leave the batch early. Returns (token ids per prompt, rows stopped early)."""
     from mlx_lm.generate import BatchGenerator
 
     from autoloop import progress
@@ -94,6 +103,8 @@ def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
     n, finished, tokens, finished_tokens = len(prompts), 0, 0, 0
     results: dict[int, list[int]] = {}
     done: set[int] = set()
+    undecided: set[int] = set()  # rows `alive` is still asked about
+    stopped = 0
     t0 = time.perf_counter()
 
     active = bool(progress_task) and progress.enabled()
@@ -114,7 +125,10 @@ def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
     try:
         uids = gen.insert(prompts, [max_tokens] * n, **({"logits_processors": processors} if processors else {}))
         results.update({uid: [] for uid in uids})
+        if alive is not None:
+            undecided.update(uids)
         while responses := gen.next_generated():
+            dead = []
             for r in responses:
                 if r.finish_reason != "stop":
                     results[r.uid].append(r.token)
@@ -123,10 +137,22 @@ def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
                     finished += 1
                     finished_tokens += len(results[r.uid])
                     done.add(r.uid)
+                elif r.uid in undecided:
+                    verdict = alive(tokenizer.decode(results[r.uid]))
+                    if verdict is not None:
+                        undecided.discard(r.uid)
+                    if verdict is False:
+                        dead.append(r.uid)
+            if dead:
+                gen.remove(dead)
+                stopped += len(dead)
+                finished += len(dead)
+                finished_tokens += sum(len(results[u]) for u in dead)
+                done.update(dead)
             report()
     finally:
         gen.close()
-    return [results[uid] for uid in uids]
+    return [results[uid] for uid in uids], stopped
 
 
 def generate_batch(model, tokenizer, messages_list: list[list[dict]], max_tokens: int, temperature: float = 0.0,

@@ -69,6 +69,30 @@ def strip_fence(text: str) -> str:
     return m.group(1).strip() if m else t
 
 
+def can_still_parse(prefix: str) -> bool | None:
+    """Whether a reply that starts with `prefix` can still be schema-valid JSON, judged on its start only.
+
+    False: no continuation can parse (whatever follows, forge_score is 0), so a scorer may stop generating it;
+    True: the start is right (a `{`, or a ``` fence then `{`), stop asking; None: too early to say. It never says
+    False for a reply that `parse_reply` could accept (tested with hypothesis), so stopping on it is lossless.
+
+    >>> can_still_parse("Here is the JSON"), can_still_parse("  ```js"), can_still_parse("```json\\n{")
+    (False, None, True)
+    """
+    t = prefix.lstrip()
+    if not t:
+        return None
+    if t[0] == "{":
+        return True
+    if not t.startswith("```"):
+        return None if "```".startswith(t) else False
+    rest = t[3:]
+    after = rest[len(rest) - len(rest.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")):].lstrip()
+    if not after:
+        return None
+    return after[0] == "{"
+
+
 def parse_reply(completion: str) -> list[Predicted] | None:
     """The distinct predicted skills in reply order, or None when the reply is not schema-valid JSON."""
     try:
