@@ -28,23 +28,15 @@ def _write_result(path: Path, payload: dict) -> None:
 def _die_with_parent() -> None:
     """If the engine dies (kill -9), take this process group down too: an orphaned candidate must not
     keep mutating the state dir or hold a port while `resume` restores the checkpoint."""
-    import threading
+    from autoloop.proc import signal_group, watch_parent
 
-    parent = os.getppid()
+    def on_death() -> None:
+        _end_descendants(grace=2.0)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            signal_group(os.getpgid(0), sig)
+            time.sleep(2.0)
 
-    def watch() -> None:
-        while True:
-            time.sleep(0.25)
-            if os.getppid() != parent:
-                _end_descendants(grace=2.0)
-                for sig in (signal.SIGTERM, signal.SIGKILL):
-                    try:
-                        os.killpg(os.getpgid(0), sig)
-                    except OSError:
-                        pass
-                    time.sleep(2.0)
-
-    threading.Thread(target=watch, daemon=True, name="autoloop-parent-watch").start()
+    watch_parent(on_death)
 
 
 def _end_descendants(grace: float) -> None:

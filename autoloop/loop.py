@@ -32,7 +32,7 @@ def run_loop(run: Run) -> str:
     A fault of the machine (disk full, read-only, permissions) ends the run with stop reason
     `environment` and raises EnvironmentFault (one line); the journal stays the truth for `resume`."""
     interrupts = _InterruptFlag()
-    with interrupts, run.display, _owning_processes(run):
+    with interrupts, run.display, _owning_processes(run), contextlib.closing(run.executor):
         try:
             reason = _drive(run, interrupts)
             run.finish(reason, run.stop_detail)
@@ -133,7 +133,7 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
         run.display.phase(n, "run", run.target.budget_s)
         res = run.child(n, it_dir, "run", {"candidate": cand.to_json(), "state": str(run.state_dir),
                                            "deadline": time.time() + run.target.budget_s},
-                        run.target.budget_s, interrupts)
+                        run.target.budget_s, interrupts, paths=("state",), writes=("state",))
         durations["run_s"], peak = res.method_s or res.duration_s, res.peak_rss_mb
         status, error = res.status, res.error
 
@@ -221,7 +221,7 @@ def score_references(run: Run, interrupts) -> None:
             run.set_context(0, it_dir, "references")
             budget = float(getattr(t, "score_budget_s", None) or t.budget_s)
             run.display.phase(0, "references", budget)
-            res = run.child(0, it_dir, "references", {"gold": str(run.gold)}, budget, interrupts)
+            res = run.child(0, it_dir, "references", {"gold": str(run.gold)}, budget, interrupts, paths=("gold",))
             if res.status == "interrupted":
                 return  # asked again on resume
             if res.status == "ok":
@@ -258,7 +258,8 @@ def _score(run: Run, hist, n: int, it_dir: Path, baseline: bool, interrupts):
         run.display.phase(n, "compare", budget)
         try:
             res = run.child(n, it_dir, "compare", {"incumbent": str(inc_dir), "candidate": str(run.state_dir),
-                                                   "gold": str(run.gold)}, budget, interrupts)
+                                                   "gold": str(run.gold)}, budget, interrupts,
+                            paths=("incumbent", "candidate", "gold"))
         finally:
             import shutil
 
@@ -267,7 +268,8 @@ def _score(run: Run, hist, n: int, it_dir: Path, baseline: bool, interrupts):
             return res, None, None
         return res, Scores.from_json(res.value["candidate"]), Scores.from_json(res.value["incumbent"])
     run.display.phase(n, "score", budget)
-    res = run.child(n, it_dir, "score", {"state": str(run.state_dir), "gold": str(run.gold)}, budget, interrupts)
+    res = run.child(n, it_dir, "score", {"state": str(run.state_dir), "gold": str(run.gold)}, budget, interrupts,
+                    paths=("state", "gold"))
     return res, (Scores.from_json(res.value) if res.status == "ok" else None), None
 
 

@@ -35,6 +35,7 @@ from autoloop.checkpoint import StateRepo, best_tag, ref_problem, tag_name
 from autoloop.context import LLM_CALLS_FILE
 from autoloop.decide import StopLimits
 from autoloop.envfault import fault
+from autoloop.executor import make_executor
 from autoloop.journal import JOURNAL, Journal, read_events
 from autoloop.logcap import DEFAULT_CAP_MB
 from autoloop.progress import Display, progress_path
@@ -67,6 +68,8 @@ class Settings:
     max_log_mb: float = DEFAULT_CAP_MB  # per child log: head and tail kept, the middle dropped
     progress: bool | None = None  # None: live panel only on a terminal
     progress_every: float | None = None  # seconds between progress lines when not on a terminal (None: 30; 0: off)
+    parallel: int = 1  # batch members that may run at once (the executor's slots)
+    executor: str = "local"  # 'local' or 'package.module:Class' (see autoloop/executor.py)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -101,6 +104,7 @@ class Run:
         self.stop_detail = ""  # one line on why the run stopped, when the reason alone does not say
         self._ctx_env: dict[str, str] = {}
         self._child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
+        self.executor = make_executor(settings.executor, int(settings.parallel or 1))
         started = time.time()
         deadline = started + settings.max_hours * 3600 if settings.max_hours else None
         if settings.until:
@@ -128,17 +132,27 @@ class Run:
                          "AUTOLOOP_COST_REMAINING": remaining, "AUTOLOOP_PHASE": phase}
         os.environ.update(self._ctx_env)  # in-process propose() sees it too
 
-    def child(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, interrupts) -> sandbox.ChildResult:
+    def call(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, label: str | None = None,
+             paths: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> sandbox.ChildCall:
+        """One child call of iteration n, for the executor: `label` names its files (e.g. "run.m2" for a
+        batch member), `paths`/`writes` the args that are state to move (see autoloop.executor)."""
+        label = label or method
         env = dict(self._child_env)
         env.update(self._ctx_env)
         env["AUTOLOOP_PHASE"] = method
         cap = self.settings.memory_cap_mb or getattr(self.target, "memory_cap_mb", None)
         progress_path(it_dir, method).unlink(missing_ok=True)  # a redone iteration starts with no stale progress
-        call = sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
+        return sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
                                  deadline=time.time() + budget_s, work_dir=it_dir, env=env,
-                                 memory_cap_mb=cap, label=method, marker=f"{self.run_id}/{n:03d}/{method}",
-                                 log_cap_bytes=int(float(self.settings.max_log_mb or DEFAULT_CAP_MB) * 1e6))
-        return sandbox.execute(call, should_abort=interrupts)
+                                 memory_cap_mb=cap, label=label, marker=f"{self.run_id}/{n:03d}/{label}",
+                                 log_cap_bytes=int(float(self.settings.max_log_mb or DEFAULT_CAP_MB) * 1e6),
+                                 budget_s=budget_s, paths=paths, writes=writes)
+
+    def child(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, interrupts,
+              paths: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> sandbox.ChildResult:
+        """One child, start to end, through the executor."""
+        call = self.call(n, it_dir, method, args, budget_s, paths=paths, writes=writes)
+        return self.executor.wait([self.executor.submit(call)], interrupts)[0]
 
     def collect_llm_calls(self, n: int, it_dir: Path) -> list[dict]:
         path = it_dir / LLM_CALLS_FILE
