@@ -74,6 +74,12 @@ def _run(spec: dict) -> int:
             value = None
         elif method == "score":
             value = _scores(target.score(Path(args["state"]), Path(args["gold"]), **(args.get("options") or {})), Scores)
+        elif method == "screen":
+            members = [Path(args["members"]) / name for name in args["names"]]
+            inc, scores = target.screen(Path(args["incumbent"]), members, Path(args["gold"]))
+            if len(scores) != len(members):
+                raise TypeError(f"screen() returned {len(scores)} scores for {len(members)} members")
+            value = {"incumbent": _scores(inc, Scores), "members": [None if s is None else _scores(s, Scores) for s in scores]}
         elif method == "compare":
             inc, cand = target.compare(Path(args["incumbent"]), Path(args["candidate"]), Path(args["gold"]))
             value = {"incumbent": _scores(inc, Scores), "candidate": _scores(cand, Scores)}

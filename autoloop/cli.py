@@ -75,6 +75,8 @@ def _limit_options(f):
         click.option("--memory-cap-mb", envvar="AUTOLOOP_MEMORY_CAP_MB", type=click.FloatRange(min=1), help="Kill a candidate whose process tree exceeds this RSS (status oom)."),
         click.option("--max-log-mb", envvar="AUTOLOOP_MAX_LOG_MB", type=click.FloatRange(min=0.2), help="Cap each child log: head and tail kept, the middle dropped [default: 4]."),
         click.option("--progress/--no-progress", default=None, help="Live panel (default: only on a terminal)."),
+        click.option("--batch", envvar="AUTOLOOP_BATCH", type=click.IntRange(min=1),
+                     help="Candidates per iteration: all are run and screened, the best is measured in full [default: the target's `batch`, else 1]."),
         click.option("--parallel", envvar="AUTOLOOP_PARALLEL", type=click.IntRange(min=1),
                      help="Batch members that may run at once (the executor's slots) [default 1]."),
         click.option("--executor", envvar="AUTOLOOP_EXECUTOR", metavar="local|MODULE:CLASS",
@@ -89,7 +91,7 @@ def _limit_options(f):
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
-            "memory_cap_mb", "max_log_mb", "progress", "progress_every", "parallel", "executor")
+            "memory_cap_mb", "max_log_mb", "progress", "progress_every", "parallel", "executor", "batch")
     out = {k: kw.get(k) for k in keys}
     if out["executor"]:
         from autoloop.executor import executor_factory

@@ -36,7 +36,7 @@ from autoloop.context import LLM_CALLS_FILE
 from autoloop.decide import StopLimits
 from autoloop.envfault import fault
 from autoloop.executor import make_executor
-from autoloop.journal import JOURNAL, Journal, read_events
+from autoloop.journal import JOURNAL, Journal, Replayer, read_events
 from autoloop.logcap import DEFAULT_CAP_MB
 from autoloop.progress import Display, progress_path
 from autoloop.target import TargetError, check_gold, gold_path, load_target, refuse_sealed_gold, sha256_file
@@ -69,6 +69,7 @@ class Settings:
     progress: bool | None = None  # None: live panel only on a terminal
     progress_every: float | None = None  # seconds between progress lines when not on a terminal (None: 30; 0: off)
     parallel: int = 1  # batch members that may run at once (the executor's slots)
+    batch: int | None = None  # candidates per iteration (None: the target's `batch`, else 1)
     executor: str = "local"  # 'local' or 'package.module:Class' (see autoloop/executor.py)
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +106,13 @@ class Run:
         self._ctx_env: dict[str, str] = {}
         self._child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
         self.executor = make_executor(settings.executor, int(settings.parallel or 1))
+        self.proposer = target  # what proposes: the target itself, unless the run names another
+        self.batch_size = int(settings.batch or getattr(target, "batch", None) or 1)
+        self.replayer = Replayer(self.journal, self.dir)
+        self.clock_mark: float | None = None  # when the last iteration's clock stopped (see loop.iterate)
+        self._db_synced = 0  # journal events known to be in DuckDB
+        self._spent = 0.0  # dollars of finished iterations, kept as events are recorded
+        self._spent_seen = 0
         started = time.time()
         deadline = started + settings.max_hours * 3600 if settings.max_hours else None
         if settings.until:
@@ -122,11 +130,24 @@ class Run:
         keeps the engine's overhead low); `autoloop status` follows the in-flight iteration lock-free."""
         event = self.journal.append(kind, **fields)
         if kind not in ("iter_start", "llm_calls"):
-            store.sync_run(self.db_path, self.dir, self.journal.events())
+            # Only the events DuckDB may lack: the cost of a write does not grow with the run's length.
+            if store.sync_run(self.db_path, self.dir, self.journal.events_since(self._db_synced)):
+                self._db_synced = len(self.journal.events_since(0))
         return event
 
+    def history(self) -> Any:
+        """The History a proposer sees, folded in incrementally from the journal (one read per call)."""
+        return self.replayer.history()
+
+    def spent(self) -> float:
+        """Dollars recorded by finished iterations (incremental over the journal)."""
+        new = self.journal.events_since(self._spent_seen)
+        self._spent += sum(float(e.get("cost_usd") or 0) for e in new if e["kind"] == "iter_end")
+        self._spent_seen += len(new)
+        return self._spent
+
     def set_context(self, n: int, it_dir: Path, phase: str) -> None:
-        spent = sum(float(e.get("cost_usd") or 0) for e in self.journal.events() if e["kind"] == "iter_end")
+        spent = self.spent()
         remaining = "" if self.settings.max_cost is None else f"{max(0.0, self.settings.max_cost - spent):.6f}"
         self._ctx_env = {"AUTOLOOP_RUN_ID": self.run_id, "AUTOLOOP_ITER": str(n), "AUTOLOOP_ITER_DIR": str(it_dir),
                          "AUTOLOOP_COST_REMAINING": remaining, "AUTOLOOP_PHASE": phase}
@@ -408,7 +429,7 @@ def _reconcile(run: Run) -> None:
         # A baseline is measured again anyway (the loop does so while nothing is kept); a candidate is redone.
         if not started[n].get("baseline") and (
                 n > 0 or any(e["kind"] == "iter_end" and e["status"] != "interrupted" for e in events)):
-            run._redo = {"iter": n, "candidate": started[n]["candidate"]}
+            run._redo = {"iter": n, "candidates": started[n].get("candidates") or [started[n]["candidate"]]}
     events = run.journal.events()
     kept = [e for e in events if e["kind"] == "iter_end" and e["status"] == "keep"]
     prefix = f"autoloop/{run.run_id}/"

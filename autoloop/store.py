@@ -142,7 +142,19 @@ def _m4_last_run(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations, _m3_reference_scores, _m4_last_run]
+def _m5_trials(con: duckdb.DuckDBPyConnection) -> None:
+    """Every member of every iteration's batch (one row for a plain iteration): what was tried, how it
+    screened, whether it was the one measured in full (`chosen`). score: the full measurement (NULL when the
+    member was only screened); screen_score: the cheap one that ranked the batch."""
+    con.execute("""
+    CREATE TABLE trials (run_id VARCHAR, iter INTEGER, member INTEGER, chosen BOOLEAN, status VARCHAR,
+        score DOUBLE, screen_score DOUBLE, params VARCHAR, description VARCHAR, components VARCHAR,
+        info VARCHAR, reason VARCHAR, PRIMARY KEY (run_id, iter, member));
+    """)
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations, _m3_reference_scores,
+                                                                 _m4_last_run, _m5_trials]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -205,7 +217,7 @@ def _f(v: Any) -> float | None:
 # -- applying journal events ------------------------------------------------------------------------
 def apply_event(con: duckdb.DuckDBPyConnection, run_id: str, e: dict[str, Any]) -> None:
     kind = e["kind"]
-    slim = {k: v for k, v in e.items() if k not in ("scores", "incumbent_scores", "calls")}
+    slim = {k: v for k, v in e.items() if k not in ("scores", "incumbent_scores", "calls", "trials", "candidates")}
     if "scores" in e:
         slim["score"] = (e["scores"] or {}).get("score")
     con.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)",
@@ -266,6 +278,17 @@ def _apply_iter_end(con: duckdb.DuckDBPyConnection, run_id: str, e: dict[str, An
         _f(d.get("propose_s")), _f(d.get("run_s")), _f(d.get("score_s")), _f(d.get("overhead_s")),
         _f(d.get("total_s")), _f(e.get("peak_rss_mb")), _f(e.get("cost_usd")), e.get("llm_calls"),
         _j(s.get("info")), run_id, it])
+    trials = e.get("trials") or []
+    chosen = next((t for t in trials if t.get("chosen")), None)
+    if chosen is not None and len(trials) > 1:  # the iteration's params are those of the member measured in full
+        con.execute("UPDATE iterations SET params = ?, description = ? WHERE run_id = ? AND iter = ?",
+                    [_j(chosen.get("params")), chosen.get("description"), run_id, it])
+    con.execute("DELETE FROM trials WHERE run_id = ? AND iter = ?", [run_id, it])
+    if trials:
+        con.executemany("INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", [
+            [run_id, it, t.get("member"), bool(t.get("chosen")), t.get("status"), _f(t.get("score")),
+             _f(t.get("screen_score")), _j(t.get("params")), t.get("description"), _j(t.get("components")),
+             _j(t.get("info")), t.get("reason")] for t in trials])
     con.execute("DELETE FROM metrics WHERE run_id = ? AND iter = ?", [run_id, it])
     con.execute("DELETE FROM item_scores WHERE run_id = ? AND iter = ?", [run_id, it])
     metrics = [[run_id, it, k, _f(v)] for k, v in (s.get("components") or {}).items()]

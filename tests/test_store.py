@@ -29,6 +29,8 @@ DOCUMENTED = {
     "evaluations": ["eval_id", "ts", "run_id", "checkpoint", "commit", "target_path", "target_sha256", "gold_path",
                     "gold_sha256", "split", "options", "status", "error", "duration_s", "score", "components", "info"],
     "eval_items": ["eval_id", "item_id", "value"],
+    "trials": ["run_id", "iter", "member", "chosen", "status", "score", "screen_score", "params", "description",
+               "components", "info", "reason"],
     "journal_sync": ["run_id", "seq"],
     "schema_migrations": ["version", "applied_at"],
 }
