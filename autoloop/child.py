@@ -90,7 +90,8 @@ def _run(spec: dict) -> int:
             value = {str(k): (None if v is None else _scores(v, Scores)) for k, v in refs.items()}
         else:
             raise ValueError(f"unknown method {method!r}")
-        _write_result(result_path, {"ok": True, "value": value, "method_s": time.perf_counter() - t0})
+        _write_result(result_path, {"ok": True, "value": value, "method_s": time.perf_counter() - t0,
+                                    "maxrss_mb": _maxrss_mb()})
         return 0
     except Rejected as e:
         _write_result(result_path, {"ok": False, "kind": "rejected", "error": str(e)})
@@ -102,6 +103,14 @@ def _run(spec: dict) -> int:
         traceback.print_exc(limit=30)  # the log ends with it too, where a reader looks first
         _write_result(result_path, {"ok": False, "kind": kind, "error": traceback.format_exc(limit=30)})
         return 1
+
+
+def _maxrss_mb() -> float:
+    """Peak RSS of this process and its waited-for children (the engine samples the tree only every 0.2 s)."""
+    import resource
+
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return kb / 1024 if sys.platform != "darwin" else kb / 1e6
 
 
 def _scores(s, Scores) -> dict:

@@ -77,6 +77,8 @@ def _limit_options(f):
         click.option("--progress/--no-progress", default=None, help="Live panel (default: only on a terminal)."),
         click.option("--batch", envvar="AUTOLOOP_BATCH", type=click.IntRange(min=1),
                      help="Candidates per iteration: all are run and screened, the best is measured in full [default: the target's `batch`, else 1]."),
+        click.option("--proposer", envvar="AUTOLOOP_PROPOSER", metavar="tpe|random|llm|MODULE:CLASS",
+                     help="What proposes, for this run (recorded; resume keeps it) [default: the target's own]."),
         click.option("--parallel", envvar="AUTOLOOP_PARALLEL", type=click.IntRange(min=1),
                      help="Batch members that may run at once (the executor's slots) [default 1]."),
         click.option("--executor", envvar="AUTOLOOP_EXECUTOR", metavar="local|MODULE:CLASS",
@@ -91,7 +93,7 @@ def _limit_options(f):
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
-            "memory_cap_mb", "max_log_mb", "progress", "progress_every", "parallel", "executor", "batch")
+            "memory_cap_mb", "max_log_mb", "progress", "progress_every", "parallel", "executor", "batch", "proposer")
     out = {k: kw.get(k) for k in keys}
     if out["executor"]:
         from autoloop.executor import executor_factory

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import tarfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
-from autoloop.sandbox import Child, ChildCall, ChildResult, kill_tree
+from autoloop.sandbox import Child, ChildCall, ChildResult, close_warm, kill_tree
 
 __all__ = ["Executor", "LocalExecutor", "ChildCall", "ChildResult", "executor_factory", "make_executor", "pack", "unpack"]
 
@@ -53,15 +54,18 @@ class Executor(Protocol):
 class LocalExecutor:
     """Child processes on this machine (autoloop.sandbox.Child), at most `parallel` at once."""
 
-    def __init__(self, parallel: int = 1):
+    def __init__(self, parallel: int = 1, warm: bool | None = None):
         if not isinstance(parallel, int) or parallel < 1:
             raise ValueError(f"parallel={parallel!r}: give a whole number >= 1")
         self.parallel = parallel
+        # Fork children from a warm worker (autoloop.zygote) instead of starting a fresh interpreter each
+        # time; AUTOLOOP_WARM=0 turns it off. Either way the child runs the same code (autoloop.child).
+        self.warm = os.environ.get("AUTOLOOP_WARM", "1") != "0" if warm is None else warm
         self._queued: list[Child] = []
         self._running: list[Child] = []
 
     def submit(self, call: ChildCall) -> Child:
-        child = Child(call)
+        child = Child(call, warm=self.warm)
         self._queued.append(child)
         return child
 
@@ -110,6 +114,7 @@ class LocalExecutor:
             c.proc.wait()
             c.finish()
         self._running.clear()
+        close_warm()
 
 
 def executor_factory(spec: str | None) -> Callable[..., Any]:

@@ -104,6 +104,7 @@ def _record_environment_stop(run: Run, line: str) -> None:
     """Best effort: the disk that refused the last write may refuse this one too."""
     with contextlib.suppress(Exception):
         run.record("run_end", stop_reason="environment", status="failed", detail=line)
+        run.flush_db()
     release_lock(run.dir)
 
 

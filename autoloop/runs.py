@@ -30,15 +30,17 @@ from typing import Any
 
 import psutil
 
-from autoloop import sandbox, store
+from autoloop import sandbox
 from autoloop.checkpoint import StateRepo, best_tag, ref_problem, tag_name
-from autoloop.context import LLM_CALLS_FILE
+from autoloop.context import LLM_CALLS_FILE, ChildContext
 from autoloop.decide import StopLimits
 from autoloop.envfault import fault
 from autoloop.executor import make_executor
-from autoloop.journal import JOURNAL, Journal, Replayer, read_events
+from autoloop.journal import JOURNAL, read_events
 from autoloop.logcap import DEFAULT_CAP_MB
-from autoloop.progress import Display, progress_path
+from autoloop.progress import Display
+from autoloop.proposers import make_proposer
+from autoloop.recorder import RunJournal
 from autoloop.target import TargetError, check_gold, gold_path, load_target, refuse_sealed_gold, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
@@ -70,6 +72,7 @@ class Settings:
     progress_every: float | None = None  # seconds between progress lines when not on a terminal (None: 30; 0: off)
     parallel: int = 1  # batch members that may run at once (the executor's slots)
     batch: int | None = None  # candidates per iteration (None: the target's `batch`, else 1)
+    proposer: str | None = None  # tpe | random | llm | module:Class (None: the target proposes; autoloop.proposers)
     executor: str = "local"  # 'local' or 'package.module:Class' (see autoloop/executor.py)
 
     def to_json(self) -> dict[str, Any]:
@@ -99,20 +102,18 @@ class Run:
         self.state_dir = self.dir / "state"
         self.gold = gold_path(target, self.target_path)
         self.repo = StateRepo(self.state_dir, self.runs_dir / "blobs", float(getattr(target, "large_file_mb", 1.0)))
-        self.journal = Journal(self.dir)
+        self.journal = RunJournal(self.dir, self.db_path)  # journal first, DuckDB behind it, History from it
         self.display = Display(run_id, self.dir, target.direction, settings.progress, settings.progress_every)
         self._redo: dict | None = None
         self.stop_detail = ""  # one line on why the run stopped, when the reason alone does not say
-        self._ctx_env: dict[str, str] = {}
-        self._child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
-        self.executor = make_executor(settings.executor, int(settings.parallel or 1))
-        self.proposer = target  # what proposes: the target itself, unless the run names another
+        child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
+        self.context = ChildContext(run_id, self.target_path, child_env, settings.max_cost,
+                                    settings.memory_cap_mb or getattr(target, "memory_cap_mb", None),
+                                    int(float(settings.max_log_mb or DEFAULT_CAP_MB) * 1e6))
+        self.executor = make_executor(settings.executor, int(settings.parallel or 1))  # where children run
+        self.proposer = make_proposer(settings.proposer, target)  # the target itself unless the run names one
         self.batch_size = int(settings.batch or getattr(target, "batch", None) or 1)
-        self.replayer = Replayer(self.journal, self.dir)
         self.clock_mark: float | None = None  # when the last iteration's clock stopped (see loop.iterate)
-        self._db_synced = 0  # journal events known to be in DuckDB
-        self._spent = 0.0  # dollars of finished iterations, kept as events are recorded
-        self._spent_seen = 0
         started = time.time()
         deadline = started + settings.max_hours * 3600 if settings.max_hours else None
         if settings.until:
@@ -122,52 +123,22 @@ class Run:
                                  max_cost=settings.max_cost, target_score=settings.target_score,
                                  stop_file=settings.stop_file)
 
-    # -- events ----------------------------------------------------------------------------------
+    # -- the collaborators, as the loop uses them ------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> dict:
-        """Journal first (fsync'd), then DuckDB: a crash between the two loses nothing.
+        return self.journal.record(kind, **fields)
 
-        iter_start and llm_calls reach DuckDB with the iteration's end (one database write per iteration
-        keeps the engine's overhead low); `autoloop status` follows the in-flight iteration lock-free."""
-        event = self.journal.append(kind, **fields)
-        if kind not in ("iter_start", "llm_calls"):
-            # Only the events DuckDB may lack: the cost of a write does not grow with the run's length.
-            if store.sync_run(self.db_path, self.dir, self.journal.events_since(self._db_synced)):
-                self._db_synced = len(self.journal.events_since(0))
-        return event
+    def flush_db(self) -> None:
+        self.journal.flush()
 
     def history(self) -> Any:
-        """The History a proposer sees, folded in incrementally from the journal (one read per call)."""
-        return self.replayer.history()
-
-    def spent(self) -> float:
-        """Dollars recorded by finished iterations (incremental over the journal)."""
-        new = self.journal.events_since(self._spent_seen)
-        self._spent += sum(float(e.get("cost_usd") or 0) for e in new if e["kind"] == "iter_end")
-        self._spent_seen += len(new)
-        return self._spent
+        return self.journal.history()
 
     def set_context(self, n: int, it_dir: Path, phase: str) -> None:
-        spent = self.spent()
-        remaining = "" if self.settings.max_cost is None else f"{max(0.0, self.settings.max_cost - spent):.6f}"
-        self._ctx_env = {"AUTOLOOP_RUN_ID": self.run_id, "AUTOLOOP_ITER": str(n), "AUTOLOOP_ITER_DIR": str(it_dir),
-                         "AUTOLOOP_COST_REMAINING": remaining, "AUTOLOOP_PHASE": phase}
-        os.environ.update(self._ctx_env)  # in-process propose() sees it too
+        self.context.enter(n, it_dir, phase, self.journal.spent())
 
     def call(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, label: str | None = None,
              paths: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> sandbox.ChildCall:
-        """One child call of iteration n, for the executor: `label` names its files (e.g. "run.m2" for a
-        batch member), `paths`/`writes` the args that are state to move (see autoloop.executor)."""
-        label = label or method
-        env = dict(self._child_env)
-        env.update(self._ctx_env)
-        env["AUTOLOOP_PHASE"] = method
-        cap = self.settings.memory_cap_mb or getattr(self.target, "memory_cap_mb", None)
-        progress_path(it_dir, method).unlink(missing_ok=True)  # a redone iteration starts with no stale progress
-        return sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
-                                 deadline=time.time() + budget_s, work_dir=it_dir, env=env,
-                                 memory_cap_mb=cap, label=label, marker=f"{self.run_id}/{n:03d}/{label}",
-                                 log_cap_bytes=int(float(self.settings.max_log_mb or DEFAULT_CAP_MB) * 1e6),
-                                 budget_s=budget_s, paths=paths, writes=writes)
+        return self.context.call(n, it_dir, method, args, budget_s, label, paths, writes)
 
     def child(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, interrupts,
               paths: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> sandbox.ChildResult:
@@ -235,6 +206,7 @@ class Run:
                 detail = f"{sf} exists; every run in this folder stops while it does: rm {sf}"
         status = {"sigint": "interrupted", "baseline_failed": "failed", "environment": "failed"}.get(reason, "finished")
         self.record("run_end", stop_reason=reason, status=status, detail=detail or None, **extra)
+        self.flush_db()
         why = f" ({detail})" if detail else ""
         self.display.message(f"[{self.run_id}] stopped: {reason}{why}. {summary(self.journal.events())} "
                              f"See `autoloop show {self.run_id}`.")
@@ -302,6 +274,7 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
     gold = gold_path(target, tpath)
     refuse_sealed_gold(target, tpath)
     check_gold(gold)
+    make_proposer(settings.proposer, target)  # an unusable --proposer is refused before anything is written
     if run_id is not None:
         problem = None if RUN_ID_RE.match(run_id) else "may use only letters, digits, '.', '_' or '-'"
         problem = problem or ref_problem(run_id)

@@ -60,10 +60,9 @@ class ChildResult:
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [proc] + proc.children(recursive=True)
-    except psutil.Error:
+    if not proc.is_running():
         return []
+    return [proc] + reaper.children(proc.pid, recursive=True)
 
 
 def _rss_mb(procs: list[psutil.Process]) -> float:
@@ -100,6 +99,121 @@ def _read_result(path: Path) -> dict | None:
 
 
 _LIVE_PIDS: set[int] = set()  # children started by any Child of this process and not yet finished
+_HELPER_PIDS: set[int] = set()  # the warm worker (autoloop.zygote): never an orphan to end
+
+
+# -- the warm worker ---------------------------------------------------------------------------------------
+_PER_CALL = ("AUTOLOOP_RUN_ID", "AUTOLOOP_ITER", "AUTOLOOP_ITER_DIR", "AUTOLOOP_COST_REMAINING", "AUTOLOOP_PHASE",
+             reaper.MARKER)
+
+
+class _Forked:
+    """A child forked by the warm worker, shaped like the subprocess.Popen the rest of this module uses."""
+
+    def __init__(self, zygote: "_Zygote", pid: int):
+        self.zygote, self.pid, self.returncode = zygote, pid, None
+
+    def wait(self, timeout: float | None = None) -> int:
+        rc = self.zygote.wait_exit(self.pid, timeout)
+        if rc is None:
+            raise subprocess.TimeoutExpired(["autoloop.child"], timeout or 0)
+        self.returncode = rc
+        return rc
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(0)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class _Zygote:
+    """The engine's end of autoloop.zygote: started once per distinct base environment, reused by every child."""
+
+    def __init__(self, env: dict[str, str]):
+        import socket
+
+        mine, theirs = socket.socketpair()
+        self.proc = subprocess.Popen([sys.executable, "-m", "autoloop.zygote", str(theirs.fileno())],
+                                     pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        _HELPER_PIDS.add(self.proc.pid)
+        self.sock, self.buf, self.exits, self.started = mine, b"", {}, []
+
+    def _read(self, timeout: float | None) -> None:
+        import select
+
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return
+        data = self.sock.recv(65536)
+        if not data:
+            raise OSError("the warm worker exited")
+        self.buf += data
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if "exit" in msg:
+                self.exits[msg["exit"]] = msg["rc"]
+            else:
+                self.started.append(msg["pid"])
+
+    def spawn(self, spec_path: Path, env: dict[str, str], log_fd: int) -> _Forked:
+        import socket
+
+        socket.send_fds(self.sock, [(json.dumps({"spec": str(spec_path), "env": env}) + "\n").encode()], [log_fd])
+        end = time.time() + 30
+        while not self.started:
+            if time.time() > end:
+                raise OSError("the warm worker did not answer")
+            self._read(1.0)
+        return _Forked(self, self.started.pop(0))
+
+    def wait_exit(self, pid: int, timeout: float | None) -> int | None:
+        end = None if timeout is None else time.time() + timeout
+        while pid not in self.exits:
+            left = None if end is None else max(0.0, end - time.time())
+            self._read(left)  # at least one look, even with no time left
+            if pid not in self.exits and left == 0.0:
+                return None
+        return self.exits.pop(pid)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=2)  # it leaves when its socket closes
+        except subprocess.TimeoutExpired:
+            _kill_tree(self.proc.pid, grace=1.0)
+        _HELPER_PIDS.discard(self.proc.pid)
+
+
+_zygote: tuple[str, _Zygote] | None = None
+
+
+def _warm_spawn(spec_path: Path, env: dict[str, str], log_fd: int) -> _Forked | None:
+    """Fork the child from the warm worker for this base environment (started on first use); None (the caller
+    starts a fresh interpreter) when it cannot be used."""
+    global _zygote
+    base = {k: v for k, v in env.items() if k not in _PER_CALL}
+    key = json.dumps(base, sort_keys=True)
+    try:
+        if _zygote is not None and (_zygote[0] != key or _zygote[1].proc.poll() is not None):
+            close_warm()
+        if _zygote is None:
+            _zygote = (key, _Zygote(base))
+        return _zygote[1].spawn(spec_path, env, log_fd)
+    except OSError:
+        close_warm()
+        return None
+
+
+def close_warm() -> None:
+    """End the warm worker (the executor's close; a changed environment starts a new one)."""
+    global _zygote
+    z, _zygote = _zygote, None
+    if z is not None:
+        z[1].close()
 
 
 class Child:
@@ -107,8 +221,8 @@ class Child:
     finish() -> ChildResult. Several can run at once (autoloop.executor.LocalExecutor drives them); each
     watches its own deadline, memory cap and abort flag, and ends its own tree."""
 
-    def __init__(self, call: ChildCall, should_abort: Callable[[], bool] = lambda: False):
-        self.call, self.should_abort = call, should_abort
+    def __init__(self, call: ChildCall, should_abort: Callable[[], bool] = lambda: False, warm: bool = False):
+        self.call, self.should_abort, self.warm = call, should_abort, warm
         self.status: str | None = None
         self.proc: subprocess.Popen | None = None
 
@@ -135,11 +249,13 @@ class Child:
         self.start_t = time.time()
         read_fd, write_fd = os.pipe()
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "autoloop.child", str(spec_path)],
-                stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, env=env,
-                start_new_session=True,  # own process group: Ctrl-C in the terminal does not reach it
-            )
+            self.proc = _warm_spawn(spec_path, env, write_fd) if self.warm else None
+            if self.proc is None:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "autoloop.child", str(spec_path)],
+                    stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, env=env,
+                    start_new_session=True,  # own process group: Ctrl-C in the terminal does not reach it
+                )
         except BaseException:
             os.close(read_fd)
             raise
@@ -148,12 +264,14 @@ class Child:
         _LIVE_PIDS.add(self.proc.pid)
         self.log = CappedLog(read_fd, self.log_path, call.log_cap_bytes)
         self.ps = psutil.Process(self.proc.pid)
-        self.peak, self.known, self.last_sample = 0.0, [self.ps], 0.0
+        # The first tree sample waits 0.2 s (a short child reports its own peak RSS in its result instead):
+        # listing the tree reads every process's /proc entry, the largest engine cost of a short phase.
+        self.peak, self.known, self.last_sample = 0.0, [self.ps], self.start_t
         return self
 
     def _adopted(self) -> list[psutil.Process]:
         """Orphans re-parented to this process that are not a sibling child of another call."""
-        return reaper.adopted(self.before, exclude=_LIVE_PIDS)
+        return reaper.adopted(self.before, exclude=_LIVE_PIDS | _HELPER_PIDS)
 
     def poll(self, timeout: float = 0.0) -> bool:
         """Wait up to `timeout` for the child; enforce deadline, memory cap and abort. True when it has ended."""
@@ -189,7 +307,7 @@ class Child:
         # orphans this (subreaper) process inherited, and anything carrying the phase's marker.
         leftovers = [p for p in self.known if p.pid != proc.pid and _alive(p)]
         leftovers += [p for p in self._adopted() if p.pid != proc.pid]
-        if call.marker:
+        if call.marker and not reaper.is_subreaper():  # the portable fallback (macOS): scan for the marker
             leftovers += reaper.marked(value=call.marker)
         reaper.terminate(leftovers, grace=1.0 if status is None else GRACE_S)
         self.log.close()
@@ -224,6 +342,7 @@ def _result(call: ChildCall, rc: int, status: str | None, peak: float, duration:
         if payload.get("ok"):
             res.value = payload.get("value")
             res.method_s = payload.get("method_s")
+            res.peak_rss_mb = round(max(res.peak_rss_mb, float(payload.get("maxrss_mb") or 0.0)), 1)
             return res
         kind = payload.get("kind", "crash")
         res.status = {"rejected": "invalid", "oom": "oom"}.get(kind, "crash")

@@ -27,10 +27,11 @@ uniformly random (default without an API key). A config with any wrong answer is
 constraints): it learns to avoid the wrong caches instead of ignoring them. After a keep that changed
 several knobs, the batch starts with that config minus each changed knob (one-knob ablations), so a knob
 that rode along with a real gain and only costs is dropped next. With ANTHROPIC_API_KEY set, an LLM reads
-the space and the history and names the first config (autoloop.search.LLMSearchProposer, capped by
+the space and the history and names the first config (autoloop.proposers.search.LLMSearchProposer, capped by
 --max-cost; TPE takes over for any reply that is not a new point of the space).
 
-Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm,
+Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm (the
+target's own proposer; `autoloop run ... --proposer tpe|random|llm` chooses per run instead),
 API_TUNING_SEED, API_TUNING_CONCURRENCY, API_TUNING_ROWS, API_TUNING_CALLS, API_TUNING_REPEATS,
 API_TUNING_BATCH (configs screened per iteration, 6), API_TUNING_EXPLORE (how many are uniformly random, a
 third of the batch), API_TUNING_NEIGHBOURS (how many are one-knob neighbours of the best so far, a third of
@@ -52,7 +53,7 @@ from api_demo.gold import write_gold
 from api_demo.service import demo_service
 
 from autoloop.history import History, IterationRecord
-from autoloop.search import LLMSearchProposer, OptunaProposer, RandomProposer
+from autoloop.proposers.search import LLMSearchProposer, OptunaProposer, RandomProposer
 from autoloop.services.calls import load_calls
 from autoloop.services.measure import (gm_ratio, incumbent_before, measure_interleaved, paired_compare,
                                        paired_value, scores_from, wrong_share)
@@ -146,16 +147,32 @@ class ApiTuning:
                       describe=knobs.summary, trials=_trials, batch=batch)
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise TargetError(f"api_tuning: concurrency={concurrency!r}; give a whole number >= 1 (API_TUNING_CONCURRENCY)")
-        if proposer == "random":
-            self.proposer = RandomProposer(self.space, **common)
-        else:
-            explore = batch // 3 if explore is None else explore
-            if neighbours is None:
-                neighbours = min(batch // 3, max(0, batch - 1 - explore))
-            self.proposer = OptunaProposer(self.space, n_startup_trials=10, explore=explore, neighbours=neighbours,
-                                           constraint=wrong_share, **common)
-        if proposer == "llm":
-            self.proposer = LLMSearchProposer(self.space, fallback=self.proposer, context=LLM_CONTEXT, **common)
+        explore = batch // 3 if explore is None else explore
+        if neighbours is None:
+            neighbours = min(batch // 3, max(0, batch - 1 - explore))
+        self._search = {**common, "n_startup_trials": 10, "explore": explore, "neighbours": neighbours,
+                        "constraint": wrong_share, "context": LLM_CONTEXT}
+        if proposer != "random":
+            OptunaProposer(self.space, **{k: v for k, v in self._search.items() if k != "context"})  # bad knobs fail at load
+        self._proposer = None
+
+    @property
+    def proposer(self):
+        """Built on first use, in the engine process only (children never propose, nor build an LLM client)."""
+        if self._proposer is None:
+            opts = {k: v for k, v in self._search.items() if k != "context"}
+            if self.proposer_name == "random":
+                self._proposer = RandomProposer(self.space, **{k: v for k, v in opts.items()
+                                                                if k not in ("n_startup_trials", "explore", "neighbours", "constraint")})
+            else:
+                self._proposer = OptunaProposer(self.space, **opts)
+            if self.proposer_name == "llm":
+                from autoloop.proposers import default_llm_client
+
+                common = {k: v for k, v in opts.items() if k not in ("n_startup_trials", "explore", "neighbours", "constraint")}
+                self._proposer = LLMSearchProposer(self.space, fallback=self._proposer, client=default_llm_client(),
+                                                   context=LLM_CONTEXT, **common)
+        return self._proposer
 
     # -- engine process -------------------------------------------------------------------------
     def check(self) -> None:
@@ -167,6 +184,11 @@ class ApiTuning:
     def setup(self, state: Path) -> None:
         Path(state).mkdir(parents=True, exist_ok=True)
         (Path(state) / "config.json").write_text(json.dumps(knobs.BASELINE, indent=1) + "\n")
+
+    def search_options(self) -> dict[str, Any]:
+        """How an engine-built proposer (`autoloop run ... --proposer tpe|random|llm`) scores, describes and
+        constrains configs: as this target's own does."""
+        return dict(self._search)
 
     def propose(self, history: History) -> Candidate:
         return self.proposer.propose_batch(history, 1)[0]

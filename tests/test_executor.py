@@ -53,9 +53,10 @@ def test_members_run_concurrently_up_to_parallel(tmp_path: Path) -> None:
 
 
 def test_a_queued_call_gets_its_whole_budget(tmp_path: Path) -> None:
-    """With one slot, the second call waits ~1 s in the queue; its 1.6 s budget starts when it starts."""
+    """With one slot, the second call waits > 5 s in the queue, longer than its 4 s budget: that budget
+    starts when the child starts, so the queued call still finishes."""
     ex = LocalExecutor(parallel=1)
-    hs = [ex.submit(_run_call(tmp_path, f"q{i}", 0.8, 0.3, budget=1.6)) for i in range(2)]
+    hs = [ex.submit(_run_call(tmp_path, "q0", 5.0, 0.3, budget=20)), ex.submit(_run_call(tmp_path, "q1", 0.1, 0.3, budget=4.0))]
     assert [r.status for r in ex.wait(hs)] == ["ok", "ok"]
 
 

@@ -493,9 +493,9 @@ class LLMSearchProposer(_Base):
     (no JSON, an unknown knob, a value out of range, a config already tried), an API failure or a refusal
     by the dollar cap hands this iteration to `fallback` (an OptunaProposer by default), and the
     description says why. Calls go through autoloop.llm: cached (temperature 0, so a resumed run gets the
-    same reply without paying again), retried, capped by --max-cost and recorded in llm_calls. The client
-    defaults to Anthropic's proposer model (AUTOLOOP_PROPOSER_MODEL overrides); `client` may be any
-    autoloop.llm BaseClient, e.g. a local OpenAI-compatible server.
+    same reply without paying again), retried, capped by --max-cost and recorded in llm_calls. `client` is
+    any autoloop.llm BaseClient, built by the caller (autoloop.proposers.default_llm_client: Anthropic's
+    proposer model; or a local OpenAI-compatible server); a proposer without one falls back to the sampler.
     """
 
     label = "llm"
@@ -518,12 +518,8 @@ class LLMSearchProposer(_Base):
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import os
-
-            from autoloop.llm.anthropic_client import DEFAULT_PROPOSER_MODEL, AnthropicClient
-
-            self._client = AnthropicClient(os.environ.get("AUTOLOOP_PROPOSER_MODEL") or DEFAULT_PROPOSER_MODEL)
+        if self._client is None:  # the caller builds it (autoloop.proposers.default_llm_client): none imported here
+            raise ValueError("LLMSearchProposer has no client; pass client= (e.g. autoloop.proposers.default_llm_client())")
         return self._client
 
     def space_text(self) -> str:

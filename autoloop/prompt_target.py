@@ -218,7 +218,7 @@ class PromptTarget:
 
     # -- the Target contract -------------------------------------------------------------------------
     def propose(self, history: Any) -> Candidate:
-        from autoloop.llm import proposers as P
+        from autoloop.proposers import prompt as P
 
         mode = self.proposer
         if mode == "auto":
@@ -254,7 +254,7 @@ class PromptTarget:
         fb, _ = self.split()
         # The minibatch is seeded by the candidates, not the iteration number: a redo after kill -9 (a new
         # iteration number) screens on the same items, so every answer it needs is already in the cache.
-        from autoloop.llm.proposers import params_key
+        from autoloop.proposers.prompt import params_key
 
         seed = ":".join(params_key(c) for c in cands)
         mini = random.Random(f"{self.split_seed}:screen:{seed}").sample(fb, min(self.screen_n, len(fb)))
