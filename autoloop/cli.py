@@ -81,8 +81,10 @@ def _limit_options(f):
                      help="What proposes, for this run (recorded; resume keeps it) [default: the target's own]."),
         click.option("--parallel", envvar="AUTOLOOP_PARALLEL", type=click.IntRange(min=1),
                      help="Batch members that may run at once (the executor's slots) [default 1]."),
-        click.option("--executor", envvar="AUTOLOOP_EXECUTOR", metavar="local|MODULE:CLASS",
-                     help="Where children run: 'local' processes (default) or a class built as CLASS(parallel=N)."),
+        click.option("--executor", envvar="AUTOLOOP_EXECUTOR", metavar="local|ray|MODULE:CLASS",
+                     help="Where children run: 'local' processes (default), 'ray' (a Ray cluster) or a class built as CLASS(parallel=N)."),
+        click.option("--ray-address", envvar="AUTOLOOP_RAY_ADDRESS", metavar="auto|HOST:PORT",
+                     help="--executor ray: the cluster to join ('auto': the one on this machine or $RAY_ADDRESS) [default: auto]."),
         click.option("--progress-every", envvar="AUTOLOOP_PROGRESS_EVERY", type=click.FloatRange(min=0), metavar="SECONDS",
                      help="Without the live panel: a progress line this often while a phase runs [default 30; 0: off]."),
     ]
@@ -93,7 +95,8 @@ def _limit_options(f):
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
-            "memory_cap_mb", "max_log_mb", "progress", "progress_every", "parallel", "executor", "batch", "proposer")
+            "memory_cap_mb", "max_log_mb", "progress", "progress_every", "parallel", "executor", "batch", "proposer",
+            "ray_address")
     out = {k: kw.get(k) for k in keys}
     if out["executor"]:
         from autoloop.executor import executor_factory

@@ -118,12 +118,16 @@ class LocalExecutor:
 
 
 def executor_factory(spec: str | None) -> Callable[..., Any]:
-    """'local' (default) or 'package.module:Class' -> the class; ValueError (one line, with the fix) if unusable."""
+    """'local' (default), 'ray' or 'package.module:Class' -> the class; ValueError (one line, with the fix) if unusable."""
     if not spec or spec == "local":
         return LocalExecutor
+    if spec == "ray":  # autoloop/ray_executor.py; Ray itself is the optional extra autoloop-engine[ray]
+        from autoloop.ray_executor import RayExecutor
+
+        return RayExecutor
     mod, _, cls = spec.partition(":")
     if not mod or not cls:
-        raise ValueError(f"--executor {spec!r}: use 'local' or 'package.module:Class'")
+        raise ValueError(f"--executor {spec!r}: use 'local', 'ray' or 'package.module:Class'")
     try:
         factory = getattr(importlib.import_module(mod), cls)
     except (ImportError, AttributeError) as e:
@@ -134,9 +138,20 @@ def executor_factory(spec: str | None) -> Callable[..., Any]:
     return factory
 
 
-def make_executor(spec: str | None, parallel: int = 1) -> Executor:
-    """Build the executor a run asked for (`Settings.executor`, `--parallel`)."""
+def make_executor(spec: str | None, parallel: int = 1, ray_address: str | None = None) -> Executor:
+    """Build the executor a run asked for (`Settings.executor`, `--parallel`, `--ray-address`)."""
+    if spec == "ray":
+        return executor_factory(spec)(parallel=parallel, address=ray_address)
     return executor_factory(spec)(parallel=parallel)
+
+
+def check_reachable(spec: str | None, ray_address: str | None = None) -> None:
+    """Before a run writes anything: can its executor be used? ValueError (one line) if not (e.g. no Ray
+    cluster answers at --ray-address)."""
+    if spec == "ray":
+        from autoloop.ray_executor import connect
+
+        connect(ray_address)
 
 
 # -- moving state by value (for executors whose children do not share this file system) ----------------

@@ -35,7 +35,7 @@ from autoloop.checkpoint import StateRepo, best_tag, ref_problem, tag_name
 from autoloop.context import LLM_CALLS_FILE, ChildContext
 from autoloop.decide import StopLimits
 from autoloop.envfault import fault
-from autoloop.executor import make_executor
+from autoloop.executor import check_reachable, make_executor
 from autoloop.journal import JOURNAL, read_events
 from autoloop.logcap import DEFAULT_CAP_MB
 from autoloop.progress import Display
@@ -73,7 +73,8 @@ class Settings:
     parallel: int = 1  # batch members that may run at once (the executor's slots)
     batch: int | None = None  # candidates per iteration (None: the target's `batch`, else 1)
     proposer: str | None = None  # tpe | random | llm | module:Class (None: the target proposes; autoloop.proposers)
-    executor: str = "local"  # 'local' or 'package.module:Class' (see autoloop/executor.py)
+    executor: str = "local"  # 'local', 'ray' or 'package.module:Class' (see autoloop/executor.py)
+    ray_address: str | None = None  # --executor ray: 'auto' (default) or HOST:PORT of the cluster's head
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -110,7 +111,7 @@ class Run:
         self.context = ChildContext(run_id, self.target_path, child_env, settings.max_cost,
                                     settings.memory_cap_mb or getattr(target, "memory_cap_mb", None),
                                     int(float(settings.max_log_mb or DEFAULT_CAP_MB) * 1e6))
-        self.executor = make_executor(settings.executor, int(settings.parallel or 1))  # where children run
+        self.executor = make_executor(settings.executor, int(settings.parallel or 1), settings.ray_address)
         self.proposer = make_proposer(settings.proposer, target)  # the target itself unless the run names one
         self.batch_size = int(settings.batch or getattr(target, "batch", None) or 1)
         self.clock_mark: float | None = None  # when the last iteration's clock stopped (see loop.iterate)
@@ -280,6 +281,7 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
         problem = problem or ref_problem(run_id)
         if problem:
             raise TargetError(f"--run-id {run_id!r} {problem}; choose another name")
+    _check_executor(settings)
     try:
         settings.runs_dir.mkdir(parents=True, exist_ok=True)
         run_id, final = _reserve(settings.runs_dir, target.name, run_id)
@@ -362,6 +364,14 @@ def _describe(run: Run) -> dict | None:
     return info
 
 
+def _check_executor(settings: Settings) -> None:
+    """A cluster that cannot be reached is bad input: one line, exit 2, nothing written."""
+    try:
+        check_reachable(settings.executor, settings.ray_address)
+    except ValueError as e:
+        raise TargetError(str(e)) from None
+
+
 def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None = None) -> Run:
     """Reopen a run after a crash, kill -9, reboot or Ctrl-C, reconciling journal, git and DuckDB."""
     run_dir = settings.runs_dir / run_id
@@ -376,6 +386,7 @@ def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None =
     settings = Settings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(Settings)}})
     target = load_target(start["target_path"])
     check_gold(gold_path(target, Path(start["target_path"])))
+    _check_executor(settings)
     acquire_lock(run_dir)
     run = Run(run_id, run_dir, target, Path(start["target_path"]), settings)
     tp = Path(start["target_path"])

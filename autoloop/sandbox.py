@@ -57,6 +57,7 @@ class ChildResult:
     duration_s: float = 0.0  # wall time of the child, process start-up included
     method_s: float | None = None  # time inside the target's method, as the child measured it
     log_path: Path | None = None
+    node: str = ""  # where the child ran: "" on this machine, else the executor's name for the node (host/id)
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:

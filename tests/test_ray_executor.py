@@ -1,0 +1,133 @@
+"""The Ray executor on a real two-node Ray cluster on this machine (tests/ray_cluster.py): members on
+both nodes, state by value both ways, the deadline enforced on the worker, a node killed mid-member
+(`crash`, "node lost", the other member unharmed, nothing duplicated), an unreachable cluster (one line,
+exit 2, nothing written), and no Ray or candidate process left afterwards.
+
+Slow (Ray takes ~10-30 s to start two nodes on this 2-core box): `pytest -m slow tests/test_ray_executor.py`."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from autoloop.executor import ChildCall  # noqa: E402
+from autoloop.ray_executor import MEMBERS_FILE, RayExecutor, RayUnavailable, connect  # noqa: E402
+from conftest import TEST_TARGETS, autoloop, journal_events, only_run, sql  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ray_cluster import LocalRayCluster  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+SLEEPER = TEST_TARGETS / "sleeper.py"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalRayCluster()
+    try:
+        c.start()
+        yield c
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        c.stop()
+    assert c.leftovers() == [], c.leftovers()
+
+
+@pytest.fixture(scope="module")
+def executor(cluster):
+    ex = RayExecutor(parallel=2, address=cluster.address)
+    yield ex
+    ex.close()
+
+
+def _call(tmp: Path, name: str, sleep: float, value: float, budget: float = 60.0, large: bytes | None = None) -> ChildCall:
+    state = tmp / name
+    state.mkdir()
+    (state / "value.txt").write_text("0.1\n")
+    (state / "gone.txt").write_text("x\n")
+    if large is not None:
+        (state / "weights.bin").write_bytes(large)
+    it = tmp / f"iter-{name}"
+    return ChildCall(target_path=SLEEPER, method="run",
+                     args={"candidate": {"params": {"sleep": sleep, "value": value}}, "state": str(state),
+                           "deadline": time.time() + budget},
+                     deadline=time.time() + budget, work_dir=it, label=f"run.{name}", budget_s=budget,
+                     env={"AUTOLOOP_ITER_DIR": str(it), "AUTOLOOP_PHASE": "run"},
+                     marker=f"raytest/001/run.{name}", paths=("state",), writes=("state",))
+
+
+def test_members_run_on_both_nodes_and_state_comes_back_by_value(executor, tmp_path: Path) -> None:
+    weights = os.urandom(3_000_000)
+    calls = [_call(tmp_path, f"m{i}", 2.0, 0.5 + i, large=weights) for i in range(2)]
+    res = executor.wait([executor.submit(c) for c in calls])
+    assert [r.status for r in res] == ["ok", "ok"], [r.error for r in res]
+    assert len({r.node for r in res}) == 2, [r.node for r in res]  # one CPU per node, two members at once
+    for i in range(2):
+        state = tmp_path / f"m{i}"
+        assert (state / "value.txt").read_text().strip() == str(0.5 + i)
+        assert not (state / "gone.txt").exists()
+        assert (state / "weights.bin").read_bytes() == weights
+        assert res[i].log_path == tmp_path / f"iter-m{i}" / f"run.m{i}.log" and res[i].log_path.exists()
+    # The identical 3 MB file of both members went into the object store once.
+    assert len(executor._blobs) == 1
+
+
+def test_the_deadline_is_enforced_on_the_worker(executor, tmp_path: Path) -> None:
+    t0 = time.time()
+    slow, fast = _call(tmp_path, "slow", 60, 0.2, budget=3), _call(tmp_path, "fast", 0, 0.9)
+    res = executor.wait([executor.submit(slow), executor.submit(fast)])
+    assert res[0].status == "timeout" and "deadline" in res[0].error, res[0].error
+    assert res[1].status == "ok" and time.time() - t0 < 60
+
+
+def test_a_call_no_node_can_hold_is_refused_not_queued_forever(executor, tmp_path: Path) -> None:
+    c = _call(tmp_path, "huge", 0, 0.3)
+    c.memory_cap_mb = 10_000_000  # 10 TB: no node has that much Ray memory
+    res = executor.wait([executor.submit(c)])[0]
+    assert res.status == "crash" and "no node of the Ray cluster" in res.error
+
+
+def test_a_node_lost_mid_member_is_a_crash_and_the_other_member_goes_on(cluster, executor, tmp_path: Path) -> None:
+    calls = [_call(tmp_path, f"k{i}", 25, 0.4 + i) for i in range(2)]
+    handles = [executor.submit(c) for c in calls]
+    killed = []
+
+    def kill_when_both_started() -> bool:
+        placed = executor.in_flight()
+        if not killed and "(starting)" not in placed and sum(len(v) for v in placed.values()) == 2:
+            time.sleep(1.0)  # both children are running their 25 s sleep
+            cluster.kill_node2()
+            killed.append(time.time())
+        return False
+
+    res = executor.wait(handles, should_abort=kill_when_both_started)
+    assert killed
+    lost = [r for r in res if r.status == "crash"]
+    assert len(lost) == 1 and lost[0].error.strip().splitlines()[-1].startswith("node lost: "), [r.error for r in res]
+    ok = [r for r in res if r.status == "ok"]
+    assert len(ok) == 1 and ok[0].node != lost[0].node
+    members = __import__("json").loads((tmp_path / f"iter-{calls[0].label.split('.')[1]}" / MEMBERS_FILE).read_text())
+    assert set(members) == {"run.k0"} and members["run.k0"]["status"] in ("ok", "crash")
+    # The lost member's candidate (a child of a worker on the dead node) ended itself.
+    time.sleep(3)
+    assert not [p for p in cluster.leftovers() if "autoloop.child" in p]
+    cluster.start_node2()  # the cluster is whole again for the next tests
+
+
+def test_unreachable_cluster_is_one_line_exit_2_nothing_written(tmp_path: Path) -> None:
+    from autoloop.proc import free_port
+
+    runs = tmp_path / "runs"
+    p = autoloop(runs, "run", str(SLEEPER), "--executor", "ray", "--ray-address", f"127.0.0.1:{free_port()}",
+                 "--max-iters", "1", check=False)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "--ray-address" in p.stderr, p.stderr
+    assert not runs.exists() or not list(runs.glob("*/journal.jsonl"))
+    with pytest.raises(RayUnavailable, match="HOST:PORT"):
+        connect("nonsense")
