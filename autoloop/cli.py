@@ -233,6 +233,7 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
             st["progress"] = {k: prog.get(k) for k in ("task", "done", "total", "unit", "metrics")}
             st["progress"]["eta_s"] = eta_now(prog)
             st["progress"]["age_s"] = round(time.time() - float(prog.get("ts") or 0), 1)
+        st["members"] = _members_in_flight(run_dir, st["iter"]) if owner and st["iter"] is not None else {}
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
@@ -246,6 +247,9 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
                        + (f"; now iter {st['iter']} {st['phase']} {fmt.hms(st['phase_elapsed_s'])}{budget}" if owner else ""))
             if prog:
                 click.echo(f"  progress: {describe(prog)}")
+            if st["members"]:
+                click.echo("  members in flight: " + "; ".join(f"{node}: {', '.join(labels)}"
+                                                            for node, labels in st["members"].items()))
             if st["references"]:
                 click.echo(f"  reference points: {references_line(st['references'])}")
             if st["last"]:
@@ -254,6 +258,22 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         if not follow or owner is None:
             return
         time.sleep(1)
+
+
+def _members_in_flight(run_dir: Path, it: int) -> dict[str, list[str]]:
+    """Node -> members of iteration `it` running there now, from the executor's `members.json` (written by
+    the Ray executor; absent for local children)."""
+    from autoloop.ray_executor import MEMBERS_FILE
+
+    try:
+        doc = json.loads((run_dir / "iters" / f"{int(it):03d}" / MEMBERS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, list[str]] = {}
+    for label, m in sorted(doc.items()):
+        if m.get("status") in ("running", "queued"):
+            out.setdefault(m.get("node") or "(waiting for a node)", []).append(label)
+    return out
 
 
 RUNS_SQL = """

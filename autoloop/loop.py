@@ -121,6 +121,7 @@ class Member:
     scores: Scores | None = None  # measured in full
     run_s: float = 0.0
     peak: float = 0.0
+    node: str = ""  # where its run ran ("" on this machine; a Ray node's host/id)
 
     def trial(self, chosen: bool) -> dict[str, Any]:
         s = self.scores or self.screen
@@ -128,7 +129,7 @@ class Member:
                 "status": self.status, "score": self.scores.score if self.scores else None,
                 "screen_score": self.screen.score if self.screen else None,
                 "components": s.components if s else {}, "info": s.info if s else {}, "chosen": chosen,
-                "reason": (self.error.strip().splitlines() or [""])[-1][:300] or None}
+                "reason": (self.error.strip().splitlines() or [""])[-1][:300] or None, "node": self.node or None}
 
 
 def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | None = None) -> None:
@@ -270,7 +271,7 @@ def _run_members(run: Run, n: int, it_dir: Path, members: list[Member], interrup
     results = run.executor.wait([run.executor.submit(c) for c in calls], interrupts)
     for m, res in zip(members, results):
         m.status, m.error = res.status, res.error
-        m.run_s, m.peak = res.method_s or res.duration_s, res.peak_rss_mb
+        m.run_s, m.peak, m.node = res.method_s or res.duration_s, res.peak_rss_mb, res.node
 
 
 def _screen(run: Run, hist, n: int, it_dir: Path, members: list[Member], interrupts) -> tuple[Member, Scores | None, float]:

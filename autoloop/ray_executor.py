@@ -211,7 +211,8 @@ class RayExecutor:
 
     def _put_parcel(self, path: Path, target: bool = False):
         """The ObjectRef of a parcel of `path`, put once per content (N members share one copy)."""
-        key = (str(path), _fingerprint(path, target))
+        # By content, not path: the N members' copies of one incumbent state are one parcel.
+        key = (target, path.is_file(), _fingerprint(path, target))
         hit = self._parcels.get(key)
         if hit is None:
             skip = {".git", "__pycache__", "runs", ".venv", "node_modules"} if target else {".git", "__pycache__"}

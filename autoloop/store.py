@@ -154,8 +154,13 @@ def _m5_trials(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
+def _m6_trial_node(con: duckdb.DuckDBPyConnection) -> None:
+    """Which machine ran each member (a Ray node's host/id; NULL for this machine's local executor)."""
+    con.execute("ALTER TABLE trials ADD COLUMN node VARCHAR")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations, _m3_reference_scores,
-                                                                 _m4_last_run, _m5_trials]
+                                                                 _m4_last_run, _m5_trials, _m6_trial_node]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -286,10 +291,11 @@ def _apply_iter_end(con: duckdb.DuckDBPyConnection, run_id: str, e: dict[str, An
                     [_j(chosen.get("params")), chosen.get("description"), run_id, it])
     con.execute("DELETE FROM trials WHERE run_id = ? AND iter = ?", [run_id, it])
     if trials:
-        con.executemany("INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", [
+        con.executemany("INSERT INTO trials (run_id, iter, member, chosen, status, score, screen_score, params, "
+                        "description, components, info, reason, node) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [
             [run_id, it, t.get("member"), bool(t.get("chosen")), t.get("status"), _f(t.get("score")),
              _f(t.get("screen_score")), _j(t.get("params")), t.get("description"), _j(t.get("components")),
-             _j(t.get("info")), t.get("reason")] for t in trials])
+             _j(t.get("info")), t.get("reason"), t.get("node")] for t in trials])
     con.execute("DELETE FROM metrics WHERE run_id = ? AND iter = ?", [run_id, it])
     con.execute("DELETE FROM item_scores WHERE run_id = ? AND iter = ?", [run_id, it])
     metrics = [[run_id, it, k, _f(v)] for k, v in (s.get("components") or {}).items()]

@@ -131,3 +131,72 @@ def test_unreachable_cluster_is_one_line_exit_2_nothing_written(tmp_path: Path) 
     assert not runs.exists() or not list(runs.glob("*/journal.jsonl"))
     with pytest.raises(RayUnavailable, match="HOST:PORT"):
         connect("nonsense")
+
+
+def test_a_run_on_the_cluster_survives_a_lost_node_mid_iteration(cluster, tmp_path: Path) -> None:
+    """`autoloop run --executor ray --batch 2 --parallel 2`: iteration 1's members run on both nodes
+    (`status` shows them per node); node2 is killed mid-iteration. Its member is `crash` (node lost), the
+    other is measured and kept, the run goes on to the end on the head alone; every iteration and member is
+    recorded once, with the node that ran it."""
+    import json
+    import subprocess
+
+    from conftest import ROOT
+
+    runs = tmp_path / "runs"
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs), SLEEPER_SLEEP="15", RAY_USAGE_STATS_ENABLED="0")
+    env["PYTHONPATH"] = str(ROOT)
+    log = open(tmp_path / "engine.log", "w")
+    p = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(SLEEPER), "--executor", "ray",
+                          "--ray-address", cluster.address, "--batch", "2", "--parallel", "2", "--max-iters", "2",
+                          "--no-progress"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        t0, members, shown = time.time(), {}, None
+        while time.time() - t0 < 300 and p.poll() is None:
+            files = list(runs.glob("*/iters/001/" + MEMBERS_FILE))
+            if files:
+                members = json.loads(files[0].read_text())
+                running = [m for m in members.values() if m["status"] == "running" and m["node"]]
+                if len(running) == 2 and len({m["node"] for m in running}) == 2:
+                    shown = json.loads(autoloop(runs, "status", "--json").stdout)
+                    break
+            time.sleep(0.2)
+        assert shown is not None, (members, (tmp_path / "engine.log").read_text()[-3000:])
+        assert sorted(sum(shown["members"].values(), [])) == ["run.m0", "run.m1"] and len(shown["members"]) == 2
+        node2 = next(m["node"] for m in members.values() if m["node"] != _head_node(members, cluster))
+        cluster.kill_node2()
+        assert p.wait(timeout=400) == 0, (tmp_path / "engine.log").read_text()[-3000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        log.close()
+    rid = only_run(runs)
+    trials = sql(runs, "select iter, member, status, reason, node, chosen from trials order by iter, member")
+    it1 = [t for t in trials if t["iter"] == 1]
+    lost = [t for t in it1 if t["status"] == "crash"]
+    assert len(lost) == 1 and lost[0]["reason"].startswith("node lost: ") and lost[0]["node"] == node2, it1
+    ok = [t for t in it1 if t["status"] != "crash"]
+    assert len(ok) == 1 and ok[0]["chosen"] and ok[0]["node"] and ok[0]["node"] != node2
+    assert [t["iter"] for t in trials] == [0, 1, 1, 2, 2]  # nothing lost, nothing twice
+    assert all(t["node"] for t in trials if t["iter"] == 2)  # iteration 2 ran on the head alone
+    rows = sql(runs, "select iter, status from iterations order by iter")
+    assert [r["iter"] for r in rows] == [0, 1, 2] and [r["status"] for r in rows] == ["keep", "keep", "keep"]
+    events = journal_events(runs, rid)
+    assert sorted(e["iter"] for e in events if e["kind"] == "iter_end") == [0, 1, 2]
+    assert (runs / rid / "state" / "value.txt").read_text().strip() in ("0.3", "0.31")  # a kept member's state
+    start = next(e for e in events if e["kind"] == "run_start")
+    assert start["config"]["engine"]["executor"] == "ray" and start["config"]["engine"]["ray_address"] == cluster.address
+    time.sleep(3)
+    assert not [x for x in cluster.leftovers() if "autoloop.child" in x]
+    cluster.start_node2()
+
+
+def _head_node(members: dict, cluster) -> str:
+    """The member node name on the head: the head's raylet is not in node2's process group."""
+    import ray as _ray
+
+    if not _ray.is_initialized():
+        _ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    head_ids = {n["NodeID"][:8] for n in _ray.nodes() if n["Alive"] and n["Resources"].get("head")}
+    return next(m["node"] for m in members.values() if m["node"].split("/")[-1] in head_ids)
