@@ -30,7 +30,7 @@ DOCUMENTED = {
                     "gold_sha256", "split", "options", "status", "error", "duration_s", "score", "components", "info"],
     "eval_items": ["eval_id", "item_id", "value"],
     "trials": ["run_id", "iter", "member", "chosen", "status", "score", "screen_score", "params", "description",
-               "components", "info", "reason"],
+               "components", "info", "reason", "node"],
     "journal_sync": ["run_id", "seq"],
     "schema_migrations": ["version", "applied_at"],
 }
