@@ -52,13 +52,14 @@ def connect(address: str | None = None, probe_timeout_s: float = 5.0) -> str:
         import ray
     except ImportError:
         raise RayUnavailable('--executor ray: Ray is not installed; pip install "autoloop-engine[ray]"') from None
+    remote = address != "auto" and not address.startswith("ray://")
+    host, _, port = address.rpartition(":")
+    if remote and (not host or not port.isdigit()):
+        raise RayUnavailable(f"--ray-address {address!r}: give HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379) or 'auto'")
     if ray.is_initialized():
         return address
-    if address != "auto" and not address.startswith("ray://"):
+    if remote:
         # ray.init() retries an address where nothing answers for minutes: ask the port first.
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise RayUnavailable(f"--ray-address {address!r}: give HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379) or 'auto'")
         try:
             socket.create_connection((host, int(port)), timeout=probe_timeout_s).close()
         except OSError as e:
@@ -134,6 +135,7 @@ class RayExecutor:
                         m.result = ChildResult(status="interrupted", error=f"{m.call.method} interrupted by the user")
                 gens = [m.gen for m in self._running]
                 if not gens:
+                    time.sleep(0.05)
                     continue
                 ready, _ = ray.wait(gens, num_returns=1, timeout=0.2)
                 for m in [m for m in self._running if any(m.gen is g for g in ready)]:
@@ -189,12 +191,10 @@ class RayExecutor:
         if room:
             m.result = ChildResult(status="crash", error=room)
             return
-        parcel_refs = {"__target__": self._put_parcel(Path(call.target_path).parent, target=True)}
-        for key in call.paths:
-            parcel_refs[key] = self._put_parcel(Path(call.args[key]))
-        blob_refs = {}
-        for key, ref in parcel_refs.items():
-            blob_refs.update(self._blob_refs_for(ref))
+        parcel_refs, blob_refs = {}, {}
+        for key, path in [("__target__", Path(call.target_path).parent), *((k, Path(call.args[k])) for k in call.paths)]:
+            parcel_refs[key], blobs = self._put_parcel(path, target=key == "__target__")
+            blob_refs.update(blobs)
         m.blob_refs = blob_refs
         options: dict[str, Any] = {"num_cpus": self.cpus_per_member, "max_retries": 0, "retry_exceptions": False}
         if call.memory_cap_mb:
@@ -209,12 +209,15 @@ class RayExecutor:
                 "memory_cap_mb": call.memory_cap_mb, "env": dict(call.env), "label": call.label or call.method,
                 "marker": call.marker, "log_cap_bytes": call.log_cap_bytes, "large_bytes": self.large_bytes}
 
-    def _put_parcel(self, path: Path, target: bool = False):
-        """The ObjectRef of a parcel of `path`, put once per content (N members share one copy)."""
+    def _put_parcel(self, path: Path, target: bool = False) -> tuple[Any, dict[str, Any]]:
+        """The ObjectRef of a parcel of `path`, put once per content (N members share one copy), and the
+        ObjectRefs of the large files it names ({sha256: ref})."""
         # By content, not path: the N members' copies of one incumbent state are one parcel.
         key = (target, path.is_file(), _fingerprint(path, target))
-        hit = self._parcels.get(key)
-        if hit is None:
+        hit = self._parcels.pop(key, None)
+        if hit is not None:
+            self._parcels[key] = hit  # most recently used last: eviction takes the oldest
+        else:
             skip = {".git", "__pycache__", "runs", ".venv", "node_modules"} if target else {".git", "__pycache__"}
             parcel, sources = make_parcel(path, self.large_bytes, self._digest, skip_dirs=skip)
             ref = self._ray.put(parcel)
@@ -223,17 +226,20 @@ class RayExecutor:
                 if sha not in self._blobs:
                     self._blobs[sha] = self._ray.put(src.read_bytes())
                     self.shipped_bytes += src.stat().st_size
-            # Keep the newest few only: an old state's parcel is not asked for again.
-            if len(self._parcels) > 16:
-                self._parcels.pop(next(iter(self._parcels)))
             hit = self._parcels[key] = (ref, parcel, sources)
-        return hit[0]
+        blobs = {sha: self._blobs[sha] for sha in hit[1].large.values()}
+        self._evict()
+        return hit[0], blobs
 
-    def _blob_refs_for(self, ref) -> dict[str, Any]:
-        for r, parcel, _ in self._parcels.values():
-            if r is ref:
-                return {sha: self._blobs[sha] for sha in parcel.large.values()}
-        return {}
+    def _evict(self, keep: int = 8) -> None:
+        """Keep the newest few parcels and the large files they name: an old state is not asked for again,
+        and a long run must not fill the object store with every checkpoint's weights. (Members in flight
+        hold their own references, so Ray keeps what they still need.)"""
+        while len(self._parcels) > keep:
+            self._parcels.pop(next(iter(self._parcels)))
+        live = {sha for _, parcel, _ in self._parcels.values() for sha in parcel.large.values()}
+        for sha in [s for s in self._blobs if s not in live]:
+            del self._blobs[sha]
 
     # -- results -----------------------------------------------------------------------------------
     def _step(self, m: _Member) -> None:
@@ -296,8 +302,9 @@ class RayExecutor:
         def fetch(sha: str) -> bytes:
             if sha in new_blobs:
                 return new_blobs[sha]
-            if sha in self._blobs:
-                return self._ray.get(self._blobs[sha])
+            ref = m.blob_refs.get(sha) or self._blobs.get(sha)
+            if ref is not None:
+                return self._ray.get(ref)
             raise KeyError(f"large file {sha} came back from {m.node} without its content")
 
         for key, parcel in (r.get("writes") or {}).items():

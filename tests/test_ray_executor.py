@@ -93,6 +93,24 @@ def test_a_call_no_node_can_hold_is_refused_not_queued_forever(executor, tmp_pat
     assert res.status == "crash" and "no node of the Ray cluster" in res.error
 
 
+def test_an_abort_interrupts_members_on_their_nodes(cluster, executor, tmp_path: Path) -> None:
+    calls = [_call(tmp_path, f"a{i}", 60, 0.4) for i in range(2)]
+    handles = [executor.submit(c) for c in calls]
+    t0 = []
+
+    def once_both_run() -> bool:
+        placed = executor.in_flight()
+        if not t0 and "(starting)" not in placed and sum(len(v) for v in placed.values()) == 2:
+            t0.append(time.time())
+        return bool(t0) and time.time() - t0[0] > 1.0
+
+    res = executor.wait(handles, should_abort=once_both_run)
+    assert [r.status for r in res] == ["interrupted", "interrupted"], [r.error for r in res]
+    assert time.time() - t0[0] < 30
+    time.sleep(3)
+    assert not [p for p in cluster.leftovers() if "autoloop.child" in p]
+
+
 def test_a_node_lost_mid_member_is_a_crash_and_the_other_member_goes_on(cluster, executor, tmp_path: Path) -> None:
     calls = [_call(tmp_path, f"k{i}", 25, 0.4 + i) for i in range(2)]
     handles = [executor.submit(c) for c in calls]
@@ -200,3 +218,64 @@ def _head_node(members: dict, cluster) -> str:
         _ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     head_ids = {n["NodeID"][:8] for n in _ray.nodes() if n["Alive"] and n["Resources"].get("head")}
     return next(m["node"] for m in members.values() if m["node"].split("/")[-1] in head_ids)
+
+
+def test_the_engine_killed_mid_batch_then_resume_redoes_it_on_the_cluster(cluster, tmp_path: Path) -> None:
+    """kill -9 of the engine while both members run on the cluster: Ray ends the dead driver's tasks and
+    their candidates end themselves; `autoloop resume` (executor and address from the run's config) records
+    the batch `interrupted` and runs it again: nothing lost, nothing twice."""
+    import json
+    import signal
+    import subprocess
+
+    import psutil
+
+    from conftest import ROOT
+
+    runs = tmp_path / "runs"
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs), SLEEPER_SLEEP="30", PYTHONPATH=str(ROOT))
+    eng = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(SLEEPER), "--executor", "ray",
+                            "--ray-address", cluster.address, "--batch", "2", "--parallel", "2", "--max-iters", "2",
+                            "--run-id", "r9", "--no-progress"], cwd=ROOT, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    members = runs / "r9" / "iters" / "001" / MEMBERS_FILE
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 300:
+            if members.exists():
+                doc = json.loads(members.read_text())
+                if len([m for m in doc.values() if m["status"] == "running" and m["node"]]) == 2:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("iteration 1's members never ran")
+        os.killpg(eng.pid, signal.SIGKILL)
+        eng.wait(timeout=10)
+    finally:
+        if eng.poll() is None:
+            os.killpg(eng.pid, signal.SIGKILL)
+
+    def candidates() -> list:
+        out = []
+        for p in psutil.process_iter():
+            try:
+                if (p.environ().get("AUTOLOOP_CANDIDATE") or "").startswith("r9/"):
+                    out.append(p)
+            except (psutil.Error, OSError):
+                pass
+        return out
+
+    t0 = time.time()
+    while candidates() and time.time() - t0 < 90:
+        time.sleep(1)
+    assert candidates() == []  # nobody is left mutating a copy of the state for a dead engine
+    autoloop(runs, "resume", "r9", "--max-iters", "2", env={"SLEEPER_SLEEP": "0", "PYTHONPATH": str(ROOT)})
+    events = journal_events(runs, "r9")
+    ends = [(e["iter"], e["status"]) for e in events if e["kind"] == "iter_end"]
+    assert ends[:2] == [(0, "keep"), (1, "interrupted")] and len(ends) == 4, ends
+    starts = {e["iter"]: e for e in events if e["kind"] == "iter_start"}
+    assert starts[2]["redo_of"] == 1
+    rows = sql(runs, "select iter, count(*) as n, count(distinct member) as members, count(node) as placed "
+                     "from trials group by iter order by iter")
+    assert rows == [{"iter": 0, "n": 1, "members": 1, "placed": 0}, {"iter": 2, "n": 2, "members": 2, "placed": 2},
+                    {"iter": 3, "n": 2, "members": 2, "placed": 2}], rows
