@@ -96,3 +96,24 @@ def test_the_deadline_is_enforced_where_the_member_runs(tmp_path: Path) -> None:
     assert r["status"] == "timeout" and time.time() - t0 < 15
     left = [p for p in psutil.process_iter(["environ"]) if (p.info["environ"] or {}).get("AUTOLOOP_CANDIDATE") == spec["marker"]]
     assert left == []
+
+
+def test_a_remote_members_progress_is_streamed_while_it_runs(tmp_path: Path) -> None:
+    """The engine learns how far a member on another machine has got before it ends (`status -f`)."""
+    import json
+
+    state = _tree(tmp_path / "state", {"steps.txt": b"0\n"})
+    spec = {"target_name": "reporter.py", "method": "run", "args": {"candidate": {"params": {}}, "state": str(state),
+            "deadline": 0}, "paths": ["state"], "writes": ["state"], "budget_s": 30, "memory_cap_mb": None,
+            "env": {"AUTOLOOP_PHASE": "run", "AUTOLOOP_PROGRESS_MIN_S": "0"}, "label": "run", "marker": "",
+            "log_cap_bytes": MB, "large_bytes": MB}
+    parcels = {"__target__": make_parcel(TEST_TARGETS, MB)[0], "state": make_parcel(state, MB)[0]}
+    msgs = list(run_member(spec, parcels, lambda s: b"", {"node": "here/0"}))
+    live = [m["progress"] for m in msgs if "progress" in m]
+    assert live and "run.progress.json" in live[0]  # at least one report arrived before the result
+    assert json.loads(live[0]["run.progress.json"])["unit"] == "steps"
+    r = msgs[-1]["result"]
+    assert r["status"] == "ok", r["error"]
+    out = tmp_path / "back"
+    apply_parcel(r["writes"]["state"], out, lambda s: b"")
+    assert (out / "steps.txt").read_text().strip() == "3"
