@@ -50,6 +50,9 @@ FAILED = ("crash", "timeout", "oom", "nonfinite", "invalid")  # statuses of iter
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+SHAPE_SETTINGS = ("proposer", "batch", "parallel", "executor")  # kept by later resumes once a resume sets them
+
+
 def runs_dir_default() -> Path:
     return Path(os.environ.get("AUTOLOOP_RUNS_DIR") or "runs").resolve()
 
@@ -381,6 +384,12 @@ def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None =
         raise TargetError(f"{run_dir}: no such run (no journal); list runs with `autoloop runs`")
     # The run's recorded engine settings apply, except what the user passes again now.
     saved = dict((start.get("config") or {}).get("engine") or {})
+    # What proposes and how an iteration is shaped, once changed on a resume, stays changed (recorded in that
+    # run_resume event): a later resume proposes as the last process did.
+    for e in events:
+        if e["kind"] == "run_resume":
+            saved.update(e.get("engine") or {})
+    shape = {k: v for k, v in (overrides or {}).items() if k in SHAPE_SETTINGS and v is not None}
     saved.update({k: v for k, v in (overrides or {}).items() if v is not None})
     saved["runs_dir"] = settings.runs_dir
     settings = Settings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(Settings)}})
@@ -393,7 +402,7 @@ def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None =
     if sha256_file(tp) != start.get("target_sha256"):
         run.display.message(f"note: {tp} changed since the run started; the change is recorded")
     info = _describe(run)
-    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp),
+    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp), **({"engine": shape} if shape else {}),
                **({"warnings": info["warnings"]} if info and info.get("warnings") else {}))
     _reconcile(run)
     return run

@@ -197,6 +197,11 @@ def _warm_spawn(spec_path: Path, env: dict[str, str], log_fd: int) -> _Forked | 
     starts a fresh interpreter) when it cannot be used."""
     global _zygote
     base = {k: v for k, v in env.items() if k not in _PER_CALL}
+    if os.environ.get(reaper.MARKER):
+        # The worker carries the engine's marker (<run>/engine), and so, in /proc/PID/environ, does every child
+        # it forks (a fork keeps the environment the worker was started with; the call's own marker reaches
+        # only what the child execs): the end-of-run sweep finds them all.
+        base[reaper.MARKER] = os.environ[reaper.MARKER]
     key = json.dumps(base, sort_keys=True)
     try:
         if _zygote is not None and (_zygote[0] != key or _zygote[1].proc.poll() is not None):

@@ -58,6 +58,10 @@ def test_proposer_is_per_run_recorded_and_kept_by_resume(runs_dir: Path) -> None
     cfg = sql(runs_dir, "select config from runs where run_id = 'split'")[0]["config"]
     cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
     assert cfg["engine"]["proposer"] == "random"
+    # A resume may change the proposer; the change is recorded and a later resume keeps it.
+    autoloop(runs_dir, "resume", "split", "--max-iters", "4", "--proposer", "spacey:GridProposer")
+    autoloop(runs_dir, "resume", "split", "--max-iters", "5")
+    assert [p["x"] for p in _params(runs_dir, "split")[3:]] == [0.5, 1.0]  # GridProposer at iterations 4 and 5
     # Without --proposer the target proposes for itself; a module:Class proposer is found beside the target.
     autoloop(runs_dir, "run", SPACEY, "--max-iters", "1", "--run-id", "own", "--no-progress")
     assert sql(runs_dir, "select description from iterations where run_id = 'own' and iter = 1")[0]["description"] == "own: x=0.25"
