@@ -50,7 +50,7 @@ FAILED = ("crash", "timeout", "oom", "nonfinite", "invalid")  # statuses of iter
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-SHAPE_SETTINGS = ("proposer", "batch", "parallel", "executor")  # kept by later resumes once a resume sets them
+SHAPE_SETTINGS = ("proposer", "batch", "parallel", "executor", "ray_address")  # kept by later resumes once a resume sets them
 
 
 def runs_dir_default() -> Path:
