@@ -28,23 +28,15 @@ def _write_result(path: Path, payload: dict) -> None:
 def _die_with_parent() -> None:
     """If the engine dies (kill -9), take this process group down too: an orphaned candidate must not
     keep mutating the state dir or hold a port while `resume` restores the checkpoint."""
-    import threading
+    from autoloop.proc import signal_group, watch_parent
 
-    parent = os.getppid()
+    def on_death() -> None:
+        _end_descendants(grace=2.0)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            signal_group(os.getpgid(0), sig)
+            time.sleep(2.0)
 
-    def watch() -> None:
-        while True:
-            time.sleep(0.25)
-            if os.getppid() != parent:
-                _end_descendants(grace=2.0)
-                for sig in (signal.SIGTERM, signal.SIGKILL):
-                    try:
-                        os.killpg(os.getpgid(0), sig)
-                    except OSError:
-                        pass
-                    time.sleep(2.0)
-
-    threading.Thread(target=watch, daemon=True, name="autoloop-parent-watch").start()
+    watch_parent(on_death)
 
 
 def _end_descendants(grace: float) -> None:
@@ -82,6 +74,12 @@ def _run(spec: dict) -> int:
             value = None
         elif method == "score":
             value = _scores(target.score(Path(args["state"]), Path(args["gold"]), **(args.get("options") or {})), Scores)
+        elif method == "screen":
+            members = [Path(args["members"]) / name for name in args["names"]]
+            inc, scores = target.screen(Path(args["incumbent"]), members, Path(args["gold"]))
+            if len(scores) != len(members):
+                raise TypeError(f"screen() returned {len(scores)} scores for {len(members)} members")
+            value = {"incumbent": _scores(inc, Scores), "members": [None if s is None else _scores(s, Scores) for s in scores]}
         elif method == "compare":
             inc, cand = target.compare(Path(args["incumbent"]), Path(args["candidate"]), Path(args["gold"]))
             value = {"incumbent": _scores(inc, Scores), "candidate": _scores(cand, Scores)}
@@ -92,7 +90,8 @@ def _run(spec: dict) -> int:
             value = {str(k): (None if v is None else _scores(v, Scores)) for k, v in refs.items()}
         else:
             raise ValueError(f"unknown method {method!r}")
-        _write_result(result_path, {"ok": True, "value": value, "method_s": time.perf_counter() - t0})
+        _write_result(result_path, {"ok": True, "value": value, "method_s": time.perf_counter() - t0,
+                                    "maxrss_mb": _maxrss_mb()})
         return 0
     except Rejected as e:
         _write_result(result_path, {"ok": False, "kind": "rejected", "error": str(e)})
@@ -104,6 +103,14 @@ def _run(spec: dict) -> int:
         traceback.print_exc(limit=30)  # the log ends with it too, where a reader looks first
         _write_result(result_path, {"ok": False, "kind": kind, "error": traceback.format_exc(limit=30)})
         return 1
+
+
+def _maxrss_mb() -> float:
+    """Peak RSS of this process and its waited-for children (the engine samples the tree only every 0.2 s)."""
+    import resource
+
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return kb / 1024 if sys.platform != "darwin" else kb / 1e6
 
 
 def _scores(s, Scores) -> dict:

@@ -75,6 +75,16 @@ def _limit_options(f):
         click.option("--memory-cap-mb", envvar="AUTOLOOP_MEMORY_CAP_MB", type=click.FloatRange(min=1), help="Kill a candidate whose process tree exceeds this RSS (status oom)."),
         click.option("--max-log-mb", envvar="AUTOLOOP_MAX_LOG_MB", type=click.FloatRange(min=0.2), help="Cap each child log: head and tail kept, the middle dropped [default: 4]."),
         click.option("--progress/--no-progress", default=None, help="Live panel (default: only on a terminal)."),
+        click.option("--batch", envvar="AUTOLOOP_BATCH", type=click.IntRange(min=1),
+                     help="Candidates per iteration: all are run and screened, the best is measured in full [default: the target's `batch`, else 1]."),
+        click.option("--proposer", envvar="AUTOLOOP_PROPOSER", metavar="tpe|random|llm|MODULE:CLASS",
+                     help="What proposes, for this run (recorded; resume keeps it) [default: the target's own]."),
+        click.option("--parallel", envvar="AUTOLOOP_PARALLEL", type=click.IntRange(min=1),
+                     help="Batch members that may run at once (the executor's slots) [default 1]."),
+        click.option("--executor", envvar="AUTOLOOP_EXECUTOR", metavar="local|ray|MODULE:CLASS",
+                     help="Where children run: 'local' processes (default), 'ray' (a Ray cluster) or a class built as CLASS(parallel=N)."),
+        click.option("--ray-address", envvar="AUTOLOOP_RAY_ADDRESS", metavar="auto|HOST:PORT",
+                     help="--executor ray: the cluster to join ('auto': the one on this machine or $RAY_ADDRESS) [default: auto]."),
         click.option("--progress-every", envvar="AUTOLOOP_PROGRESS_EVERY", type=click.FloatRange(min=0), metavar="SECONDS",
                      help="Without the live panel: a progress line this often while a phase runs [default 30; 0: off]."),
     ]
@@ -85,8 +95,16 @@ def _limit_options(f):
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
-            "memory_cap_mb", "max_log_mb", "progress", "progress_every")
+            "memory_cap_mb", "max_log_mb", "progress", "progress_every", "parallel", "executor", "batch", "proposer",
+            "ray_address")
     out = {k: kw.get(k) for k in keys}
+    if out["executor"]:
+        from autoloop.executor import executor_factory
+
+        try:
+            executor_factory(out["executor"])
+        except ValueError as e:
+            _fail(str(e))
     if out["until"]:
         from autoloop.runs import until_to_deadline
 
@@ -215,6 +233,7 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
             st["progress"] = {k: prog.get(k) for k in ("task", "done", "total", "unit", "metrics")}
             st["progress"]["eta_s"] = eta_now(prog)
             st["progress"]["age_s"] = round(time.time() - float(prog.get("ts") or 0), 1)
+        st["members"] = _members_in_flight(run_dir, st["iter"]) if owner and st["iter"] is not None else {}
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
@@ -228,6 +247,9 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
                        + (f"; now iter {st['iter']} {st['phase']} {fmt.hms(st['phase_elapsed_s'])}{budget}" if owner else ""))
             if prog:
                 click.echo(f"  progress: {describe(prog)}")
+            if st["members"]:
+                click.echo("  members in flight: " + "; ".join(f"{node}: {', '.join(labels)}"
+                                                            for node, labels in st["members"].items()))
             if st["references"]:
                 click.echo(f"  reference points: {references_line(st['references'])}")
             if st["last"]:
@@ -236,6 +258,22 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         if not follow or owner is None:
             return
         time.sleep(1)
+
+
+def _members_in_flight(run_dir: Path, it: int) -> dict[str, list[str]]:
+    """Node -> members of iteration `it` running there now, from the executor's `members.json` (written by
+    the Ray executor; absent for local children)."""
+    from autoloop.ray_executor import MEMBERS_FILE
+
+    try:
+        doc = json.loads((run_dir / "iters" / f"{int(it):03d}" / MEMBERS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, list[str]] = {}
+    for label, m in sorted(doc.items()):
+        if m.get("status") in ("running", "queued"):
+            out.setdefault(m.get("node") or "(waiting for a node)", []).append(label)
+    return out
 
 
 RUNS_SQL = """

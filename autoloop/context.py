@@ -26,6 +26,39 @@ from typing import Any
 
 LLM_CALLS_FILE = "llm_calls.jsonl"
 
+
+class ChildContext:
+    """The engine's side: the variables above for the iteration and phase now running (in this process too,
+    for `propose`), and the ChildCall every child of the run is started with (its environment, memory cap,
+    log cap and process marker), for the executor."""
+
+    def __init__(self, run_id: str, target_path: Path, child_env: dict[str, str], max_cost: float | None,
+                 memory_cap_mb: float | None, log_cap_bytes: int):
+        self.run_id, self.target_path, self.child_env = run_id, Path(target_path), dict(child_env)
+        self.max_cost, self.memory_cap_mb, self.log_cap_bytes = max_cost, memory_cap_mb, log_cap_bytes
+        self.env: dict[str, str] = {}
+
+    def enter(self, n: int, it_dir: Path, phase: str, spent: float) -> None:
+        remaining = "" if self.max_cost is None else f"{max(0.0, self.max_cost - spent):.6f}"
+        self.env = {"AUTOLOOP_RUN_ID": self.run_id, "AUTOLOOP_ITER": str(n), "AUTOLOOP_ITER_DIR": str(it_dir),
+                    "AUTOLOOP_COST_REMAINING": remaining, "AUTOLOOP_PHASE": phase}
+        os.environ.update(self.env)  # in-process propose() sees it too
+
+    def call(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, label: str | None = None,
+             paths: tuple = (), writes: tuple = ()) -> Any:
+        """One child call of iteration n: `label` names its files (e.g. "run.m2" for a batch member),
+        `paths`/`writes` the args that are state to move (see autoloop.executor)."""
+        from autoloop.progress import progress_path
+        from autoloop.sandbox import ChildCall
+
+        label = label or method
+        env = {**self.child_env, **self.env, "AUTOLOOP_PHASE": method}
+        progress_path(it_dir, method).unlink(missing_ok=True)  # a redone iteration starts with no stale progress
+        return ChildCall(target_path=self.target_path, method=method, args=args, deadline=time.time() + budget_s,
+                         work_dir=it_dir, env=env, memory_cap_mb=self.memory_cap_mb, label=label,
+                         marker=f"{self.run_id}/{n:03d}/{label}", log_cap_bytes=self.log_cap_bytes,
+                         budget_s=budget_s, paths=paths, writes=writes)
+
 LLM_CALL_FIELDS = (
     "ts",  # unix time the call finished
     "provider",  # anthropic | openai-compatible | ...

@@ -23,6 +23,7 @@ from typing import Any
 
 from autoloop import sandbox
 from autoloop.checkpoint import StateRepo, best_tag
+from autoloop.executor import LocalExecutor
 from autoloop.target import Scores, TargetError, gold_path, load_target, sha256_file
 
 EVAL_JOURNAL = "evaluations.jsonl"
@@ -165,8 +166,9 @@ def evaluate(runs_dir: Path, ref: str, *, target_file: Path | None = None, gold:
         call = sandbox.ChildCall(target_path=ck.target_path, method="score",
                                  args={"state": str(state), "gold": str(gpath), "options": options},
                                  deadline=time.time() + budget, work_dir=work, env=env, label="score",
-                                 memory_cap_mb=getattr(target, "memory_cap_mb", None))
-        res = sandbox.execute(call)
+                                 memory_cap_mb=getattr(target, "memory_cap_mb", None), budget_s=budget,
+                                 paths=("state", "gold"))
+        res = LocalExecutor().run(call)
         ev.duration_s = res.method_s or res.duration_s
         ev.status, ev.error = res.status, res.error
         if res.status == "ok":

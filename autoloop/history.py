@@ -27,6 +27,10 @@ class IterationRecord:
     commit: str | None = None
     reason: str = ""  # why the decision was taken (or the error)
     feedback_path: Path | None = None
+    # Every member of the iteration's batch (one for a plain iteration): {"member", "params", "description",
+    # "status", "score" (measured in full, else None), "screen_score", "components", "info", "chosen", "reason"}.
+    # `params` above are the chosen member's: the config that was measured in full and kept or reverted.
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def kept(self) -> bool:
@@ -45,6 +49,9 @@ class History:
     direction: str
     iterations: list[IterationRecord] = field(default_factory=list)
     run_dir: Path | None = None
+    # Candidates already proposed for the iteration being asked (a batch is asked one member at a time, as
+    # Optuna's pending trials): a proposer that reads this proposes something else for the next member.
+    pending: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.iterations)
@@ -68,6 +75,10 @@ class History:
     def best(self) -> IterationRecord | None:
         # Kept iterations only ever improve on the incumbent, so the last kept one is the best.
         return self.incumbent
+
+    def trials(self) -> list[tuple[IterationRecord, dict[str, Any]]]:
+        """(iteration, member) for every member of every finished iteration, oldest first."""
+        return [(r, t) for r in self.iterations for t in r.trials]
 
     def kept(self) -> list[IterationRecord]:
         return [r for r in self.iterations if r.kept]

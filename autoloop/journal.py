@@ -78,29 +78,59 @@ class Journal:
     def events(self) -> list[dict[str, Any]]:
         return list(self._events)
 
+    def events_since(self, n: int) -> list[dict[str, Any]]:
+        """Events after the first n (no copy of the whole journal)."""
+        return self._events[n:]
 
-def replay(events: list[dict[str, Any]], run_dir: Path | None = None) -> History:
-    """Fold journal events into the History a proposer sees (finished iterations only)."""
-    start = next((e for e in events if e["kind"] == "run_start"), {})
-    hist = History(run_id=start.get("run_id", ""), direction=start.get("direction", "max"), run_dir=run_dir)
-    open_iters: dict[int, dict] = {}
+
+def replay(events: list[dict[str, Any]], run_dir: Path | None = None, into: History | None = None,
+           open_iters: dict[int, dict] | None = None) -> History:
+    """Fold journal events into the History a proposer sees (finished iterations only). With `into` (and
+    the `open_iters` of the previous call), only new events are folded in: the loop replays incrementally,
+    so an iteration's cost does not grow with the run's length."""
+    if into is None:
+        start = next((e for e in events if e["kind"] == "run_start"), {})
+        into = History(run_id=start.get("run_id", ""), direction=start.get("direction", "max"), run_dir=run_dir)
+    hist = into
+    open_iters = {} if open_iters is None else open_iters
     for e in events:
-        if e["kind"] == "iter_start":
+        if e["kind"] == "run_start" and not hist.run_id:
+            hist.run_id, hist.direction = e.get("run_id", ""), e.get("direction", "max")
+        elif e["kind"] == "iter_start":
             open_iters[e["iter"]] = e
         elif e["kind"] == "iter_end":
             s = open_iters.pop(e["iter"], {})
             scores = e.get("scores") or {}
+            cands = s.get("candidates") or [s.get("candidate") or {}]
+            chosen = cands[e["chosen"]] if isinstance(e.get("chosen"), int) and e["chosen"] < len(cands) else cands[0]
             fb = (run_dir / "iters" / f"{e['iter']:03d}" / "feedback.json") if run_dir else None
             hist.iterations.append(IterationRecord(
                 iter=e["iter"], status=e["status"],
-                params=(s.get("candidate") or {}).get("params", {}),
-                description=(s.get("candidate") or {}).get("description", ""),
+                params=chosen.get("params") or {}, description=chosen.get("description", ""),
                 score=_num(scores.get("score")), components=scores.get("components") or {},
                 items=scores.get("items") or {}, info=scores.get("info") or {},
                 cost_usd=float(e.get("cost_usd") or 0.0), tag=e.get("tag"), commit=e.get("commit"),
                 reason=e.get("reason") or e.get("error") or "", feedback_path=fb,
+                trials=list(e.get("trials") or []),
             ))
     return hist
+
+
+class Replayer:
+    """The run's History, kept up to date by folding in only the journal events appended since the last call."""
+
+    def __init__(self, journal: "Journal", run_dir: Path):
+        self.journal, self.run_dir = journal, run_dir
+        self._seen = 0
+        self._open: dict[int, dict] = {}
+        self._hist: History | None = None
+
+    def history(self) -> History:
+        new = self.journal.events_since(self._seen)
+        self._hist = replay(new, self.run_dir, self._hist, self._open)
+        self._seen += len(new)
+        self._hist.pending = []
+        return self._hist
 
 
 def _num(v: Any) -> float | None:

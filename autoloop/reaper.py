@@ -28,15 +28,27 @@ MARKER = "AUTOLOOP_CANDIDATE"
 _PR_SET_CHILD_SUBREAPER = 36
 
 
+_subreaper = False
+
+
 def become_subreaper(on: bool = True) -> bool:
     """Make orphaned descendants of this process re-parent to it (Linux); False where unsupported."""
+    global _subreaper
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+        ok = libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+    _subreaper = on and ok
+    return ok
+
+
+def is_subreaper() -> bool:
+    """True while this process is a subreaper (become_subreaper succeeded): every orphan of a child's tree
+    then re-parents to it, so `adopted()` finds them without scanning every process's environment."""
+    return _subreaper
 
 
 def marked(value: str | None = None, prefix: str | None = None) -> list[psutil.Process]:
@@ -56,11 +68,49 @@ def marked(value: str | None = None, prefix: str | None = None) -> list[psutil.P
     return out
 
 
-def descendants(pid: int | None = None) -> list[psutil.Process]:
+def _proc_children(pid: int) -> list[int] | None:
+    """Direct children from /proc/PID/task/*/children (Linux): a few small reads, where psutil reads the stat
+    file of every process on the machine. None when the kernel does not offer the file."""
     try:
-        return psutil.Process(pid or os.getpid()).children(recursive=True)
-    except psutil.Error:
-        return []
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    out: list[int] = []
+    try:
+        for t in tasks:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+    except FileNotFoundError:
+        return None if not out and not os.path.exists(f"/proc/{pid}/task/{tasks[0]}/children") else out
+    except OSError:
+        return out
+    return out
+
+
+def children(pid: int | None = None, recursive: bool = False) -> list[psutil.Process]:
+    """The children (or all descendants) of a process, cheaply where /proc allows."""
+    pid = pid or os.getpid()
+    direct = _proc_children(pid)
+    if direct is None:
+        try:
+            return psutil.Process(pid).children(recursive=recursive)
+        except psutil.Error:
+            return []
+    out: list[psutil.Process] = []
+    todo = list(direct)
+    while todo:
+        c = todo.pop(0)
+        try:
+            out.append(psutil.Process(c))
+        except psutil.Error:
+            continue
+        if recursive:
+            todo.extend(_proc_children(c) or [])
+    return out
+
+
+def descendants(pid: int | None = None) -> list[psutil.Process]:
+    return children(pid, recursive=True)
 
 
 def terminate(procs: Iterable[psutil.Process], grace: float) -> list[psutil.Process]:
@@ -104,22 +154,18 @@ def adopted(before: set[int], exclude: Iterable[int] = ()) -> list[psutil.Proces
     with their descendants."""
     skip = set(before) | set(exclude)
     out: list[psutil.Process] = []
-    try:
-        kids = psutil.Process().children()
-    except psutil.Error:
-        return out
-    for k in kids:
+    for k in children():
         if k.pid in skip:
             continue
         out.append(k)
-        try:
-            out.extend(k.children(recursive=True))
-        except psutil.Error:
-            pass
+        out.extend(children(k.pid, recursive=True))
     return out
 
 
 def child_pids() -> set[int]:
+    direct = _proc_children(os.getpid())
+    if direct is not None:
+        return set(direct)
     try:
         return {p.pid for p in psutil.Process().children()}
     except psutil.Error:

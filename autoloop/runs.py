@@ -30,14 +30,17 @@ from typing import Any
 
 import psutil
 
-from autoloop import sandbox, store
+from autoloop import sandbox
 from autoloop.checkpoint import StateRepo, best_tag, ref_problem, tag_name
-from autoloop.context import LLM_CALLS_FILE
+from autoloop.context import LLM_CALLS_FILE, ChildContext
 from autoloop.decide import StopLimits
 from autoloop.envfault import fault
-from autoloop.journal import JOURNAL, Journal, read_events
+from autoloop.executor import check_reachable, make_executor
+from autoloop.journal import JOURNAL, read_events
 from autoloop.logcap import DEFAULT_CAP_MB
-from autoloop.progress import Display, progress_path
+from autoloop.progress import Display
+from autoloop.proposers import make_proposer
+from autoloop.recorder import RunJournal
 from autoloop.target import TargetError, check_gold, gold_path, load_target, refuse_sealed_gold, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
@@ -45,6 +48,9 @@ PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich",
 DEFAULT_PATIENCE = 5
 FAILED = ("crash", "timeout", "oom", "nonfinite", "invalid")  # statuses of iterations that measured nothing
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+SHAPE_SETTINGS = ("proposer", "batch", "parallel", "executor", "ray_address")  # kept by later resumes once a resume sets them
 
 
 def runs_dir_default() -> Path:
@@ -67,6 +73,11 @@ class Settings:
     max_log_mb: float = DEFAULT_CAP_MB  # per child log: head and tail kept, the middle dropped
     progress: bool | None = None  # None: live panel only on a terminal
     progress_every: float | None = None  # seconds between progress lines when not on a terminal (None: 30; 0: off)
+    parallel: int = 1  # batch members that may run at once (the executor's slots)
+    batch: int | None = None  # candidates per iteration (None: the target's `batch`, else 1)
+    proposer: str | None = None  # tpe | random | llm | module:Class (None: the target proposes; autoloop.proposers)
+    executor: str = "local"  # 'local', 'ray' or 'package.module:Class' (see autoloop/executor.py)
+    ray_address: str | None = None  # --executor ray: 'auto' (default) or HOST:PORT of the cluster's head
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -95,12 +106,18 @@ class Run:
         self.state_dir = self.dir / "state"
         self.gold = gold_path(target, self.target_path)
         self.repo = StateRepo(self.state_dir, self.runs_dir / "blobs", float(getattr(target, "large_file_mb", 1.0)))
-        self.journal = Journal(self.dir)
+        self.journal = RunJournal(self.dir, self.db_path)  # journal first, DuckDB behind it, History from it
         self.display = Display(run_id, self.dir, target.direction, settings.progress, settings.progress_every)
         self._redo: dict | None = None
         self.stop_detail = ""  # one line on why the run stopped, when the reason alone does not say
-        self._ctx_env: dict[str, str] = {}
-        self._child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
+        child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
+        self.context = ChildContext(run_id, self.target_path, child_env, settings.max_cost,
+                                    settings.memory_cap_mb or getattr(target, "memory_cap_mb", None),
+                                    int(float(settings.max_log_mb or DEFAULT_CAP_MB) * 1e6))
+        self.executor = make_executor(settings.executor, int(settings.parallel or 1), settings.ray_address)
+        self.proposer = make_proposer(settings.proposer, target)  # the target itself unless the run names one
+        self.batch_size = int(settings.batch or getattr(target, "batch", None) or 1)
+        self.clock_mark: float | None = None  # when the last iteration's clock stopped (see loop.iterate)
         started = time.time()
         deadline = started + settings.max_hours * 3600 if settings.max_hours else None
         if settings.until:
@@ -110,35 +127,28 @@ class Run:
                                  max_cost=settings.max_cost, target_score=settings.target_score,
                                  stop_file=settings.stop_file)
 
-    # -- events ----------------------------------------------------------------------------------
+    # -- the collaborators, as the loop uses them ------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> dict:
-        """Journal first (fsync'd), then DuckDB: a crash between the two loses nothing.
+        return self.journal.record(kind, **fields)
 
-        iter_start and llm_calls reach DuckDB with the iteration's end (one database write per iteration
-        keeps the engine's overhead low); `autoloop status` follows the in-flight iteration lock-free."""
-        event = self.journal.append(kind, **fields)
-        if kind not in ("iter_start", "llm_calls"):
-            store.sync_run(self.db_path, self.dir, self.journal.events())
-        return event
+    def flush_db(self) -> None:
+        self.journal.flush()
+
+    def history(self) -> Any:
+        return self.journal.history()
 
     def set_context(self, n: int, it_dir: Path, phase: str) -> None:
-        spent = sum(float(e.get("cost_usd") or 0) for e in self.journal.events() if e["kind"] == "iter_end")
-        remaining = "" if self.settings.max_cost is None else f"{max(0.0, self.settings.max_cost - spent):.6f}"
-        self._ctx_env = {"AUTOLOOP_RUN_ID": self.run_id, "AUTOLOOP_ITER": str(n), "AUTOLOOP_ITER_DIR": str(it_dir),
-                         "AUTOLOOP_COST_REMAINING": remaining, "AUTOLOOP_PHASE": phase}
-        os.environ.update(self._ctx_env)  # in-process propose() sees it too
+        self.context.enter(n, it_dir, phase, self.journal.spent())
 
-    def child(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, interrupts) -> sandbox.ChildResult:
-        env = dict(self._child_env)
-        env.update(self._ctx_env)
-        env["AUTOLOOP_PHASE"] = method
-        cap = self.settings.memory_cap_mb or getattr(self.target, "memory_cap_mb", None)
-        progress_path(it_dir, method).unlink(missing_ok=True)  # a redone iteration starts with no stale progress
-        call = sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
-                                 deadline=time.time() + budget_s, work_dir=it_dir, env=env,
-                                 memory_cap_mb=cap, label=method, marker=f"{self.run_id}/{n:03d}/{method}",
-                                 log_cap_bytes=int(float(self.settings.max_log_mb or DEFAULT_CAP_MB) * 1e6))
-        return sandbox.execute(call, should_abort=interrupts)
+    def call(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, label: str | None = None,
+             paths: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> sandbox.ChildCall:
+        return self.context.call(n, it_dir, method, args, budget_s, label, paths, writes)
+
+    def child(self, n: int, it_dir: Path, method: str, args: dict, budget_s: float, interrupts,
+              paths: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> sandbox.ChildResult:
+        """One child, start to end, through the executor."""
+        call = self.call(n, it_dir, method, args, budget_s, paths=paths, writes=writes)
+        return self.executor.wait([self.executor.submit(call)], interrupts)[0]
 
     def collect_llm_calls(self, n: int, it_dir: Path) -> list[dict]:
         path = it_dir / LLM_CALLS_FILE
@@ -200,6 +210,7 @@ class Run:
                 detail = f"{sf} exists; every run in this folder stops while it does: rm {sf}"
         status = {"sigint": "interrupted", "baseline_failed": "failed", "environment": "failed"}.get(reason, "finished")
         self.record("run_end", stop_reason=reason, status=status, detail=detail or None, **extra)
+        self.flush_db()
         why = f" ({detail})" if detail else ""
         self.display.message(f"[{self.run_id}] stopped: {reason}{why}. {summary(self.journal.events())} "
                              f"See `autoloop show {self.run_id}`.")
@@ -267,11 +278,13 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
     gold = gold_path(target, tpath)
     refuse_sealed_gold(target, tpath)
     check_gold(gold)
+    make_proposer(settings.proposer, target)  # an unusable --proposer is refused before anything is written
     if run_id is not None:
         problem = None if RUN_ID_RE.match(run_id) else "may use only letters, digits, '.', '_' or '-'"
         problem = problem or ref_problem(run_id)
         if problem:
             raise TargetError(f"--run-id {run_id!r} {problem}; choose another name")
+    _check_executor(settings)
     try:
         settings.runs_dir.mkdir(parents=True, exist_ok=True)
         run_id, final = _reserve(settings.runs_dir, target.name, run_id)
@@ -354,6 +367,14 @@ def _describe(run: Run) -> dict | None:
     return info
 
 
+def _check_executor(settings: Settings) -> None:
+    """A cluster that cannot be reached is bad input: one line, exit 2, nothing written."""
+    try:
+        check_reachable(settings.executor, settings.ray_address)
+    except ValueError as e:
+        raise TargetError(str(e)) from None
+
+
 def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None = None) -> Run:
     """Reopen a run after a crash, kill -9, reboot or Ctrl-C, reconciling journal, git and DuckDB."""
     run_dir = settings.runs_dir / run_id
@@ -363,18 +384,25 @@ def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None =
         raise TargetError(f"{run_dir}: no such run (no journal); list runs with `autoloop runs`")
     # The run's recorded engine settings apply, except what the user passes again now.
     saved = dict((start.get("config") or {}).get("engine") or {})
+    # What proposes and how an iteration is shaped, once changed on a resume, stays changed (recorded in that
+    # run_resume event): a later resume proposes as the last process did.
+    for e in events:
+        if e["kind"] == "run_resume":
+            saved.update(e.get("engine") or {})
+    shape = {k: v for k, v in (overrides or {}).items() if k in SHAPE_SETTINGS and v is not None}
     saved.update({k: v for k, v in (overrides or {}).items() if v is not None})
     saved["runs_dir"] = settings.runs_dir
     settings = Settings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(Settings)}})
     target = load_target(start["target_path"])
     check_gold(gold_path(target, Path(start["target_path"])))
+    _check_executor(settings)
     acquire_lock(run_dir)
     run = Run(run_id, run_dir, target, Path(start["target_path"]), settings)
     tp = Path(start["target_path"])
     if sha256_file(tp) != start.get("target_sha256"):
         run.display.message(f"note: {tp} changed since the run started; the change is recorded")
     info = _describe(run)
-    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp),
+    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp), **({"engine": shape} if shape else {}),
                **({"warnings": info["warnings"]} if info and info.get("warnings") else {}))
     _reconcile(run)
     return run
@@ -394,7 +422,7 @@ def _reconcile(run: Run) -> None:
         # A baseline is measured again anyway (the loop does so while nothing is kept); a candidate is redone.
         if not started[n].get("baseline") and (
                 n > 0 or any(e["kind"] == "iter_end" and e["status"] != "interrupted" for e in events)):
-            run._redo = {"iter": n, "candidate": started[n]["candidate"]}
+            run._redo = {"iter": n, "candidates": started[n].get("candidates") or [started[n]["candidate"]]}
     events = run.journal.events()
     kept = [e for e in events if e["kind"] == "iter_end" and e["status"] == "keep"]
     prefix = f"autoloop/{run.run_id}/"

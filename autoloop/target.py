@@ -17,7 +17,19 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     check() -> None               validate before anything is written (raise TargetError to refuse)
     compare(incumbent, candidate, gold) -> (Scores, Scores)
                                   measure both states interleaved in one child (noisy targets)
-    score_budget_s: float         deadline for score/compare (default: budget_s)
+    screen(incumbent, members, gold) -> (Scores, list[Scores])
+                                  the batch step's cheap measurement of every member beside the incumbent, in
+                                  one child (a minibatch, one interleaved replay); without it a batch is
+                                  ranked by `score` of each member (see autoloop/loop.py)
+    screen_slack: float | None    with `screen`: a best member that screens worse than the incumbent by more
+                                  than this is `invalid` before any full measurement (None: always measured)
+    batch: int                    candidates per iteration (default 1; `--batch` overrides)
+    propose_batch(history, n) -> list[Candidate]
+                                  n members at once (else `propose` is asked n times, with the members so far
+                                  in `history.pending`; a `propose` that returns a list is the batch)
+    space: dict                   a search space (autoloop/proposers/search.py): `--proposer tpe|random|llm`
+    search_options() -> dict      how an engine-built proposer scores, describes and constrains configs
+    score_budget_s: float         deadline for score/compare/screen (default: budget_s)
     min_delta: float              improvement needed to keep (default 0.0)
     guards: dict[str, float]      component -> largest allowed fall versus the incumbent
     bootstrap: dict | None        {"confidence": 0.95, "stat": "diff"|"ratio"|"quantile_ratio", "threshold": 0.0,

@@ -2,7 +2,8 @@
 
     python bench/api_proposers.py --seeds 3 --max-iters 15
 
-Arms (each iteration screens a batch of 6 configs and measures the best in full, as the target does):
+Arms (`autoloop run targets/api_tuning.py --proposer tpe|random`: each iteration is an engine batch of 6
+configs, run and screened by the engine, the best measured in full):
   tpe       the target's default: 2 configs from Optuna TPE + 2 one-knob neighbours of the best so far
             + 2 uniformly random
   tpe-only  6 configs from Optuna TPE
@@ -35,19 +36,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-ARMS = {"tpe": {"API_TUNING_PROPOSER": "tpe"},
-        "tpe-only": {"API_TUNING_PROPOSER": "tpe", "API_TUNING_EXPLORE": "0", "API_TUNING_NEIGHBOURS": "0"},
-        "random": {"API_TUNING_PROPOSER": "random"}}
+# Each arm is the same target and engine with another proposer, chosen per run (`--proposer`, recorded in the
+# run's config): the engine's batch step runs, screens and measures every arm's configs alike.
+ARMS = {"tpe": (["--proposer", "tpe"], {}),
+        "tpe-only": (["--proposer", "tpe"], {"API_TUNING_EXPLORE": "0", "API_TUNING_NEIGHBOURS": "0"}),
+        "random": (["--proposer", "random"], {})}
 
 
 def run_one(proposer: str, seed: int, a: argparse.Namespace) -> list[dict]:
     run_id = f"bench-{proposer}-s{seed}-{int(time.time())}"
-    env = {**os.environ, "AUTOLOOP_RUNS_DIR": str(a.runs_dir), **ARMS[proposer],
+    flags, arm_env = ARMS[proposer]
+    env = {**os.environ, "AUTOLOOP_RUNS_DIR": str(a.runs_dir), **arm_env,
            "API_TUNING_SEED": str(seed), "API_TUNING_ROWS": str(a.rows), "API_TUNING_CALLS": str(a.calls),
            "API_TUNING_REPEATS": str(a.repeats)}
     env.pop("ANTHROPIC_API_KEY", None)  # the arms are the two samplers, offline
     cmd = [sys.executable, "-m", "autoloop", "run", str(ROOT / "targets" / "api_tuning.py"), "--max-iters",
-           str(a.max_iters), "--patience", str(a.max_iters + 1), "--run-id", run_id, "--no-progress", "--new"]
+           str(a.max_iters), "--patience", str(a.max_iters + 1), "--run-id", run_id, "--no-progress", "--new", *flags]
     t0 = time.time()
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if p.returncode != 0:

@@ -59,7 +59,7 @@ def run_ours(t, client, args, budget: int, count) -> dict:
     """The offline proposer with minibatch screening, as the engine drives it, in one process. It stops
     before a step could take the real requests (cache hits are free) past `budget`, held-out eval included."""
     from autoloop.history import History, IterationRecord
-    from autoloop.llm.proposers import OfflineProposer
+    from autoloop.proposers.prompt import OfflineProposer
 
     fb, ho = t.split()
     n0 = count()

@@ -19,17 +19,19 @@ plateau: `patience` iterations without a keep.
 The state dir holds config.json (the knobs, see api_demo/config.py). The database (~2e5 profiles) is
 generated once, seeded, into runs/api_demo/ (or $AUTOLOOP_API_DEMO_CACHE).
 
-Proposers: each iteration screens a batch of 6 configs in the run phase (incumbent + 6 services, one
-interleaved replay; the fastest config with all answers correct is written and measured in full; see run()):
+Proposers: each iteration is an engine batch of 6 configs: the engine runs each (run() writes its config),
+screens them all beside the incumbent in one interleaved replay (screen()), and compares the fastest config
+with all answers correct in full; every member is recorded in the `trials` table and told to the sampler:
 2 from Optuna TPE over api_demo/config.py's SPACE, 2 one-knob neighbours of the best configs so far, 2
 uniformly random (default without an API key). A config with any wrong answer is infeasible to TPE (Optuna
 constraints): it learns to avoid the wrong caches instead of ignoring them. After a keep that changed
 several knobs, the batch starts with that config minus each changed knob (one-knob ablations), so a knob
 that rode along with a real gain and only costs is dropped next. With ANTHROPIC_API_KEY set, an LLM reads
-the space and the history and names the first config (autoloop.search.LLMSearchProposer, capped by
+the space and the history and names the first config (autoloop.proposers.search.LLMSearchProposer, capped by
 --max-cost; TPE takes over for any reply that is not a new point of the space).
 
-Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm,
+Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm (the
+target's own proposer; `autoloop run ... --proposer tpe|random|llm` chooses per run instead),
 API_TUNING_SEED, API_TUNING_CONCURRENCY, API_TUNING_ROWS, API_TUNING_CALLS, API_TUNING_REPEATS,
 API_TUNING_BATCH (configs screened per iteration, 6), API_TUNING_EXPLORE (how many are uniformly random, a
 third of the batch), API_TUNING_NEIGHBOURS (how many are one-knob neighbours of the best so far, a third of
@@ -51,7 +53,7 @@ from api_demo.gold import write_gold
 from api_demo.service import demo_service
 
 from autoloop.history import History, IterationRecord
-from autoloop.search import LLMSearchProposer, OptunaProposer, RandomProposer
+from autoloop.proposers.search import LLMSearchProposer, OptunaProposer, RandomProposer
 from autoloop.services.calls import load_calls
 from autoloop.services.measure import (gm_ratio, incumbent_before, measure_interleaved, paired_compare,
                                        paired_value, scores_from, wrong_share)
@@ -93,26 +95,32 @@ _sampler_value = paired_value
 
 def _trials(rec: IterationRecord, history: History) -> list[tuple[dict, float | None, float]]:
     """Every config an iteration measured, as (config, value, share of wrong answers): the one that got the
-    full comparison first, then the screened alternatives (one interleaved replay next to the incumbent,
-    in the run phase)."""
+    full comparison first, then the other members of its batch, screened by the engine (one interleaved replay
+    next to the incumbent: their value is their screened p95 ratio to the incumbent times its value)."""
     chosen = rec.info.get("config_params") or {k: v for k, v in rec.params.items() if k != "alternatives"}
     out = [(chosen, _sampler_value(rec, history), wrong_share(rec))]
     inc = incumbent_before(rec, history)
     base = _sampler_value(inc, history) if inc is not None else None
-    for sc in rec.info.get("screened") or []:
-        if sc.get("chosen"):
+    for tr in rec.trials:
+        if tr.get("chosen"):
             continue
-        ratio = sc.get("gm_ratio")
+        info = tr.get("info") or {}
+        ratio = info.get("gm_ratio")
         ok = isinstance(ratio, (int, float)) and math.isfinite(ratio) and base is not None
-        out.append((sc["config"], ratio * base if ok else None, round(1.0 - float(sc.get("correctness", 0.0)), 6)))
-    return out  # alternatives of an iteration that crashed before screening were never measured: not trials
+        if tr.get("status") != "ok" or "correctness" not in (tr.get("components") or {}):
+            out.append((info.get("config_params") or tr["params"], None, 0.0))  # failed before it was measured
+            continue
+        out.append((info.get("config_params") or tr["params"], ratio * base if ok else None,
+                    round(1.0 - float(tr["components"]["correctness"]), 6)))
+    return out
 
 
 class ApiTuning:
     name = "api_tuning"
     direction = "min"
-    budget_s = 180.0  # run: screen the batch (incumbent + 6 services, one interleaved replay)
-    score_budget_s = 240.0  # compare: two services, `repeats` replays each
+    budget_s = 60.0  # run: write config.json
+    score_budget_s = 240.0  # screen (incumbent + the batch's services, one interleaved replay); compare: two services
+    screen_slack = None  # the best screened config is always compared in full (the compare screens again)
     min_delta = 0.0
     guards = {"correctness": 0.0}
     bootstrap = {"stat": "quantile_ratio", "q": 95, "confidence": 0.95, "threshold": 0.10, "resamples": 2000}
@@ -131,6 +139,7 @@ class ApiTuning:
         self.repeats, self.score_repeats, self.concurrency = repeats, score_repeats, concurrency
         self.cache_dir = cache_dir
         self.proposer_name, self.seed = proposer, seed
+        self.batch = batch  # configs per iteration: the engine runs and screens them, compares the best in full
         # The description is the whole config versus the baseline: it is the "config" column of `autoloop show`.
         # Each iteration screens a batch: configs from the sampler, one-knob neighbours of the best configs so
         # far, and uniformly random ones (TPE alone settles in a local optimum of this space: issue 5's notes).
@@ -138,16 +147,32 @@ class ApiTuning:
                       describe=knobs.summary, trials=_trials, batch=batch)
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise TargetError(f"api_tuning: concurrency={concurrency!r}; give a whole number >= 1 (API_TUNING_CONCURRENCY)")
-        if proposer == "random":
-            self.proposer = RandomProposer(self.space, **common)
-        else:
-            explore = batch // 3 if explore is None else explore
-            if neighbours is None:
-                neighbours = min(batch // 3, max(0, batch - 1 - explore))
-            self.proposer = OptunaProposer(self.space, n_startup_trials=10, explore=explore, neighbours=neighbours,
-                                           constraint=wrong_share, **common)
-        if proposer == "llm":
-            self.proposer = LLMSearchProposer(self.space, fallback=self.proposer, context=LLM_CONTEXT, **common)
+        explore = batch // 3 if explore is None else explore
+        if neighbours is None:
+            neighbours = min(batch // 3, max(0, batch - 1 - explore))
+        self._search = {**common, "n_startup_trials": 10, "explore": explore, "neighbours": neighbours,
+                        "constraint": wrong_share, "context": LLM_CONTEXT}
+        if proposer != "random":
+            OptunaProposer(self.space, **{k: v for k, v in self._search.items() if k != "context"})  # bad knobs fail at load
+        self._proposer = None
+
+    @property
+    def proposer(self):
+        """Built on first use, in the engine process only (children never propose, nor build an LLM client)."""
+        if self._proposer is None:
+            opts = {k: v for k, v in self._search.items() if k != "context"}
+            if self.proposer_name == "random":
+                self._proposer = RandomProposer(self.space, **{k: v for k, v in opts.items()
+                                                                if k not in ("n_startup_trials", "explore", "neighbours", "constraint")})
+            else:
+                self._proposer = OptunaProposer(self.space, **opts)
+            if self.proposer_name == "llm":
+                from autoloop.proposers import default_llm_client
+
+                common = {k: v for k, v in opts.items() if k not in ("n_startup_trials", "explore", "neighbours", "constraint")}
+                self._proposer = LLMSearchProposer(self.space, fallback=self._proposer, client=default_llm_client(),
+                                                   context=LLM_CONTEXT, **common)
+        return self._proposer
 
     # -- engine process -------------------------------------------------------------------------
     def check(self) -> None:
@@ -160,8 +185,16 @@ class ApiTuning:
         Path(state).mkdir(parents=True, exist_ok=True)
         (Path(state) / "config.json").write_text(json.dumps(knobs.BASELINE, indent=1) + "\n")
 
+    def search_options(self) -> dict[str, Any]:
+        """How an engine-built proposer (`autoloop run ... --proposer tpe|random|llm`) scores, describes and
+        constrains configs: as this target's own does."""
+        return dict(self._search)
+
     def propose(self, history: History) -> Candidate:
-        return self.proposer.propose(history)
+        return self.proposer.propose_batch(history, 1)[0]
+
+    def propose_batch(self, history: History, n: int) -> list[Candidate]:
+        return self.proposer.propose_batch(history, n)
 
     def describe(self) -> dict[str, Any]:
         meta, calls = load_calls(self.gold)
@@ -170,38 +203,28 @@ class ApiTuning:
 
     # -- child processes ------------------------------------------------------------------------
     def run(self, candidate: Candidate, state: Path, deadline: float) -> None:
-        """Write the candidate's config; with alternatives, screen them all first and write the winner.
-
-        The state dir holds the incumbent's config when run starts. Screening starts the incumbent and
-        every alternative, replays the calls once, interleaved, and keeps the lowest p95 among the configs
-        whose answers were all correct. screen.json (committed with the candidate) records every screened
-        config, so the decision trail shows why this one was measured in full."""
-        cfg_path, screen_path = Path(state) / "config.json", Path(state) / "screen.json"
+        """Write the candidate's config (its knobs over the incumbent's, which the state dir holds)."""
+        cfg_path = Path(state) / "config.json"
         current = knobs.load(cfg_path) if cfg_path.exists() else dict(knobs.BASELINE)
         params = {k: v for k, v in candidate.params.items() if k != "alternatives"}
-        configs = [knobs.validate({**current, **params}, "candidate params")]
-        for i, alt in enumerate(candidate.params.get("alternatives") or []):
-            configs.append(knobs.validate({**current, **alt}, f"candidate alternative {i + 1}"))
-        screen_path.unlink(missing_ok=True)
-        if len(configs) == 1:
-            cfg_path.write_text(json.dumps(configs[0], indent=1) + "\n")
-            return
-        results = self._services([current] + configs, self.gold, lambda services, calls: measure_interleaved(
+        cfg_path.write_text(json.dumps(knobs.validate({**current, **params}, "candidate params"), indent=1) + "\n")
+
+    def screen(self, incumbent: Path, members: list[Path], gold: Path) -> tuple[Scores, list[Scores]]:
+        """The engine's batch screen: start the incumbent and every member, replay the calls once,
+        interleaved. The engine then takes the lowest p95 among the members whose answers were all correct
+        (the correctness guard) to the full compare; each member's paired p95 ratio (gm_ratio) tells the
+        sampler how it did."""
+        cfgs = [knobs.load(Path(incumbent) / "config.json")] + [knobs.load(Path(m) / "config.json") for m in members]
+        results = self._services(cfgs, gold, lambda services, calls: measure_interleaved(
             services, calls, 1, self.concurrency))
-        inc = scores_from(results[0])
-        rows = []
-        for cfg, res in zip(configs, results[1:]):
-            sc = scores_from(res)
-            rows.append({"config": cfg, "summary": knobs.summary(cfg), "correctness": sc.components["correctness"],
-                         "p95_ms": round(sc.components["p95_ms"], 3),
-                         "p95_ratio": round(sc.components["p95_ms"] / max(inc.components["p95_ms"], 1e-9), 4),
-                         "gm_ratio": gm_ratio(sc.info, inc.info)})
-        ok = [r for r in rows if r["correctness"] == 1.0]
-        best = min(ok, key=lambda r: r["p95_ms"]) if ok else max(rows, key=lambda r: r["correctness"])
-        best["chosen"] = True
-        cfg_path.write_text(json.dumps(best["config"], indent=1) + "\n")
-        screen_path.write_text(json.dumps({"incumbent_p95_ms": round(inc.components["p95_ms"], 3),
-                                           "configs": rows}, indent=1) + "\n")
+        inc = scores_from(results[0], {"config": knobs.summary(cfgs[0])})
+        out = []
+        for cfg, res in zip(cfgs[1:], results[1:]):
+            sc = scores_from(res, {"config": knobs.summary(cfg), "config_params": cfg, "concurrency": self.concurrency})
+            sc.info["gm_ratio"] = gm_ratio(sc.info, inc.info)
+            sc.info["p95_ratio"] = round(sc.components["p95_ms"] / max(inc.components["p95_ms"], 1e-9), 4)
+            out.append(sc)
+        return inc, out
 
     def score(self, state: Path, gold: Path) -> Scores:
         cfg = knobs.load(Path(state) / "config.json")
@@ -216,9 +239,6 @@ class ApiTuning:
             {"config": knobs.summary(inc_cfg), "concurrency": self.concurrency},
             {"config": knobs.summary(cand_cfg), "concurrency": self.concurrency}))
         cand.info["config_params"] = cand_cfg
-        screen = Path(candidate_state) / "screen.json"
-        if screen.exists():
-            cand.info["screened"] = json.loads(screen.read_text())["configs"]
         return inc, cand
 
     def _measure(self, cfgs: list[dict], gold: Path, repeats: int) -> list[list[ReplayResult]]:

@@ -37,12 +37,14 @@ class PolyFit:
 
     def propose(self, history) -> Candidate:
         """Pattern search: try +step then -step on each coefficient in turn; after a whole sweep
-        without a keep, halve the step. Deterministic, so two runs give the same curve."""
+        without a keep, halve the step. Deterministic, so two runs give the same curve. In a batch
+        (`--batch N`), each member takes the next move: `history.pending` holds the members asked so far."""
         n = self.degree + 1
         inc = history.incumbent
         coef = list(inc.params["coef"]) if inc and inc.params.get("coef") else [0.0] * n
         step = float(inc.params.get("step", 0.5)) if inc and inc.params else 0.5
-        failed = len([r for r in history.since_last_keep() if r.status != "interrupted"])
+        done = sum(max(1, len(r.trials)) for r in history.since_last_keep() if r.status != "interrupted")
+        failed = done + len(getattr(history, "pending", []) or [])
         step *= 0.5 ** (failed // (2 * n))
         move = failed % (2 * n)
         i, sign = move // 2, (1 if move % 2 == 0 else -1)

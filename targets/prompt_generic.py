@@ -11,7 +11,7 @@ To adapt it:
   3. TRAIN (optional): rows with "id", "input", "reply": the pool few-shot demos are drawn from.
   4. score_item(reply, row) -> dict of components in [0, 1], one of them named by `composite`.
   5. LIBRARY (optional): sentences the offline proposer may append to the instruction.
-Options worth knowing (see autoloop/llm/prompt_target.py): heldout_n / feedback_n / screen_n (sizes),
+Options worth knowing (see autoloop/prompt_target.py): heldout_n / feedback_n / screen_n (sizes),
 max_tokens, proposer ("auto" | "offline" | "reflective"), task_model / proposer_model (Anthropic ids),
 batch=True (Message Batches, half price, slower), bootstrap (the paired keep rule).
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoloop.llm.prompt_target import PromptTarget
+from autoloop.prompt_target import PromptTarget
 
 HERE = Path(__file__).resolve().parent / "prompt_example"
 PROMPT = HERE / "prompt.txt"

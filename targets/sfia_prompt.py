@@ -6,14 +6,14 @@
 Scored with the same forge_score, on the same gold set, as the GRPO target (targets/sfia/). The gold set
 is split into a feedback split (shown to the proposer, used for screening) and a held-out split (keep
 decisions, per-item paired bootstrap). Demos come from the training split only. The machinery is the
-generic autoloop.llm.prompt_target.PromptTarget; this file only says what is SFIA-specific.
+generic autoloop.prompt_target.PromptTarget; this file only says what is SFIA-specific.
 """
 from __future__ import annotations
 
 import json
 import os
 
-from autoloop.llm.prompt_target import PromptTarget
+from autoloop.prompt_target import PromptTarget
 from sfia import GOLD_PATH, TRAIN_PATH
 from sfia.forge_score import reward_components
 from sfia.framework import LEVEL_NAMES, load_framework

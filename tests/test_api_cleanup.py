@@ -158,7 +158,7 @@ def test_engine_kill9_then_resume(env, tmp_path):
     eng = subprocess.Popen(cmd, cwd=ROOT, env=e, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
-        # iteration 1's run phase screens a batch: the incumbent and 6 candidate services at once
+        # iteration 1 is a batch of 6: the engine's screen starts the incumbent and 6 candidate services at once
         ports = ports_of(wait_servers(cache, 7, timeout=120))
         assert len(ports) >= 7
         os.kill(eng.pid, signal.SIGKILL)
@@ -176,3 +176,11 @@ def test_engine_kill9_then_resume(env, tmp_path):
     statuses = [x.get("status") for x in ends]
     assert statuses[0] == "keep" and "interrupted" not in statuses[-2:], statuses
     assert all(x["scores"]["components"]["correctness"] == 1.0 for x in ends if x.get("scores") and x["status"] == "keep")
+    # Every finished iteration recorded each member of its batch once; the interrupted one recorded none.
+    from autoloop import store
+
+    store.rebuild(runs / "history.duckdb", runs)  # and a rebuild from the journal replays exactly that
+    _, rows = store.query(runs / "history.duckdb", "select iter, count(*), count(distinct member), sum(chosen::int) "
+                                                     "from trials group by iter order by iter")
+    want = {x["iter"]: (1 if x["iter"] == 0 else 6) for x in ends if x["status"] != "interrupted"}
+    assert {r[0]: r[1] for r in rows} == want and all(r[1] == r[2] and r[3] == 1 for r in rows), rows

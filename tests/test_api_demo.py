@@ -184,53 +184,51 @@ def test_proposer_learns_endpoint_p95s_from_paired_ratios(small):
     vals = [_sampler_value(r, h) for r in h.iterations]
     assert vals == [40.0, pytest.approx(0.4), 20.0, pytest.approx(24.0), None]
     assert [_trials(r, h)[0][2] for r in h.iterations] == [0.0, pytest.approx(0.1), 0.0, 0.0, 0.0]
-    c = t.propose(h)
-    configs = [{k: v for k, v in c.params.items() if k != "alternatives"}] + c.params["alternatives"]
-    assert len(configs) == 6 and all(knobs.validate(x) for x in configs)
-    assert c.description == "tpe: screen 6 configs (2 tpe + 2 neighbours + 2 random), measure the best in full"
+    batch = t.propose_batch(h, t.batch)  # the engine's batch step asks for the target's batch (6)
+    assert len(batch) == 6 and all(knobs.validate(c.params) for c in batch)
+    assert len({json.dumps(c.params, sort_keys=True) for c in batch}) == 6
+    assert [c.description.split(":")[0] for c in batch] == ["tpe", "tpe", "neighbour", "neighbour", "random", "random"]
 
 
-def test_run_screens_the_alternatives_and_writes_the_fastest_correct_one(small, tmp_path):
+def test_screen_measures_every_member_beside_the_incumbent_and_the_sampler_hears_each(small, tmp_path):
+    """The engine's batch screen: one interleaved replay of the incumbent and every member; a wrong cache
+    shows as correctness < 1; each member's paired ratio and share of wrong answers reach the sampler."""
     from autoloop.history import History, IterationRecord
     from api_tuning import _trials
 
     t, _, gold = small
-    (inc_state,) = states(tmp_path, t, {})
-    cand_state = tmp_path / "cand"
-    import shutil
-
-    shutil.copytree(inc_state, cand_state)
     wrong_fast = {**FAST, "cache": "lru_pathkey"}
     slow = {**knobs.BASELINE, "mmap_mb": 64}
-    t.run(Candidate(params={**slow, "alternatives": [wrong_fast, FAST]}), cand_state, time.time() + 120)
-    screen = json.loads((cand_state / "screen.json").read_text())
-    rows = {r["summary"]: r for r in screen["configs"]}
-    assert len(rows) == 3 and sum(r.get("chosen", False) for r in screen["configs"]) == 1
-    assert rows[knobs.summary(knobs.validate(wrong_fast))]["correctness"] < 1.0
-    # the fastest correct one (FAST, unless a burst of load hit its blocks of the single screening replay)
-    chosen = next(r for r in screen["configs"] if r.get("chosen"))
-    assert chosen["correctness"] == 1.0 and chosen["p95_ms"] == min(r["p95_ms"] for r in screen["configs"]
-                                                                     if r["correctness"] == 1.0)
-    assert knobs.load(cand_state / "config.json") == chosen["config"]
-    other = next(c for c in (slow, FAST) if knobs.validate(c) != chosen["config"])
-    inc, cand = t.compare(inc_state, cand_state, gold)
-    assert cand.info["config_params"] == chosen["config"] and len(cand.info["screened"]) == 3
-    # What the sampler is told: the measured config with its value, the screened others by their ratios.
+    inc_state, *members = states(tmp_path, t, {}, slow, wrong_fast, FAST)
+    inc_sc, screened = t.screen(inc_state, members, gold)
+    assert len(screened) == 3 and inc_sc.components["correctness"] == 1.0
+    by = {s.info["config"]: s for s in screened}
+    assert by[knobs.summary(knobs.validate(wrong_fast))].components["correctness"] < 1.0
+    assert all(s.components["correctness"] == 1.0 for cfg, s in by.items() if cfg != knobs.summary(knobs.validate(wrong_fast)))
+    assert all(s.info["config_params"] == knobs.load(m / "config.json") for s, m in zip(screened, members))
+    assert all(isinstance(s.info["gm_ratio"], float) for s in screened)
+    # The engine measured FAST in full (say); what the sampler is told: that config with its value, the
+    # other members by their screened ratios, the wrong one infeasible.
+    inc, cand = t.compare(inc_state, members[2], gold)
+    assert cand.info["config_params"] == knobs.validate(FAST)
+    trials = [{"member": k, "params": c, "status": "ok", "components": s.components, "info": s.info,
+               "chosen": k == 2, "score": cand.score if k == 2 else None, "screen_score": s.score}
+              for k, (c, s) in enumerate(zip((slow, wrong_fast, FAST), screened))]
     h = History(run_id="x", direction="min", iterations=[
         IterationRecord(iter=0, status="keep", params={}, score=inc.score, components=inc.components,
                         info={**inc.info, "gm_p95_ms": 10.0}),
-        IterationRecord(iter=1, status="keep", params={**slow, "alternatives": [wrong_fast, FAST]}, score=cand.score,
-                        components=cand.components, info=cand.info)])
+        IterationRecord(iter=1, status="keep", params=FAST, score=cand.score, components=cand.components,
+                        info=cand.info, trials=trials)])
     got = _trials(h.iterations[1], h)
-    assert got[0] == (chosen["config"], pytest.approx(10.0 * cand.info["gm_ratio"]), 0.0)
+    assert got[0] == (knobs.validate(FAST), pytest.approx(10.0 * cand.info["gm_ratio"]), 0.0)
     values = {knobs.summary(c): (v, wrong) for c, v, wrong in got[1:]}
     v, wrong = values[knobs.summary(knobs.validate(wrong_fast))]
-    assert wrong > 0 and v == pytest.approx(10.0 * rows[knobs.summary(knobs.validate(wrong_fast))]["gm_ratio"])  # infeasible
-    assert values[knobs.summary(knobs.validate(other))] == (
-        pytest.approx(10.0 * rows[knobs.summary(knobs.validate(other))]["gm_ratio"]), 0.0)
-    # A single config (no alternatives) is written as is and leaves no stale screen.json behind.
-    t.run(Candidate(params=slow), cand_state, time.time() + 60)
-    assert not (cand_state / "screen.json").exists() and knobs.load(cand_state / "config.json") == knobs.validate(slow)
+    assert wrong > 0 and v == pytest.approx(10.0 * by[knobs.summary(knobs.validate(wrong_fast))].info["gm_ratio"])
+    assert values[knobs.summary(knobs.validate(slow))] == (
+        pytest.approx(10.0 * by[knobs.summary(knobs.validate(slow))].info["gm_ratio"]), 0.0)
+    # A crashed member is a failed trial, never a value.
+    h.iterations[1].trials.append({"member": 3, "params": {**FAST, "workers": 2}, "status": "crash", "chosen": False})
+    assert _trials(h.iterations[1], h)[-1] == ({**FAST, "workers": 2}, None, 0.0)
 
 
 def test_a_config_with_exactly_one_wrong_answer_is_rejected_though_faster(small, tmp_path):

@@ -39,9 +39,11 @@ def test_llm_proposes_engine_records_calls_and_falls_back_to_tpe(tmp_path):
                            timeout=300)
         assert p.returncode == 0, p.stderr[-3000:]
         assert server.message_requests == 2
-    rows = sql(runs, "select iter, status, description from iterations order by iter")
-    assert rows[1]["description"].startswith("llm: index_skill_level=True") and "primary key" in rows[1]["description"]
-    assert "(+1 tpe alternatives to screen)" in rows[1]["description"]
+    # Each iteration is an engine batch of 2: the LLM's config first, the sampler's second, both in `trials`.
+    rows = sql(runs, "select iter, member, description from trials where iter > 0 order by iter, member")
+    assert [(r["iter"], r["member"]) for r in rows] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert rows[0]["description"].startswith("llm: index_skill_level=True") and "primary key" in rows[0]["description"]
+    assert rows[1]["description"].startswith("tpe")
     assert re.search(r"llm reply unusable: ValueError: workers=64 is outside the space", rows[2]["description"])
     calls = sql(runs, "select iter, purpose, status, cost_usd from llm_calls order by iter")
     assert [(c["iter"], c["purpose"], c["status"]) for c in calls] == [(1, "propose", "ok"), (2, "propose", "ok")]

@@ -12,7 +12,7 @@ from autoloop.history import History, IterationRecord
 from autoloop.llm.budget import Budget
 from autoloop.llm.cache import ResponseCache
 from autoloop.llm.openai_compat import OpenAICompatClient
-from autoloop.llm.proposers import OfflineProposer, params_key
+from autoloop.proposers.prompt import OfflineProposer, params_key
 from autoloop.llm.types import LLMRequest
 
 

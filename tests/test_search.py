@@ -1,4 +1,4 @@
-"""autoloop.search: search spaces and the Optuna / random proposers, driven by synthetic histories."""
+"""autoloop.proposers.search: search spaces and the Optuna / random proposers, driven by synthetic histories."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from autoloop.history import History, IterationRecord
-from autoloop.search import OptunaProposer, RandomProposer, SearchExhausted, SearchSpace
+from autoloop.proposers.search import OptunaProposer, RandomProposer, SearchExhausted, SearchSpace
 from autoloop.target import TargetError
 
 SPACE = {"x": ("float", -5.0, 5.0), "n": ("int", 1, 64, True), "mode": ("cat", ["a", "b", "c"]),

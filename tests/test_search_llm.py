@@ -13,7 +13,7 @@ from autoloop.history import History, IterationRecord
 from autoloop.llm.anthropic_client import AnthropicClient
 from autoloop.llm.budget import Budget
 from autoloop.llm.cache import ResponseCache
-from autoloop.search import LLMSearchProposer, OptunaProposer, SearchSpace
+from autoloop.proposers.search import LLMSearchProposer, OptunaProposer, SearchSpace
 from fake_anthropic import FakeAnthropic
 
 KEY = "sk-ant-test-searchkey-000000000000"

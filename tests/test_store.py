@@ -29,6 +29,8 @@ DOCUMENTED = {
     "evaluations": ["eval_id", "ts", "run_id", "checkpoint", "commit", "target_path", "target_sha256", "gold_path",
                     "gold_sha256", "split", "options", "status", "error", "duration_s", "score", "components", "info"],
     "eval_items": ["eval_id", "item_id", "value"],
+    "trials": ["run_id", "iter", "member", "chosen", "status", "score", "screen_score", "params", "description",
+               "components", "info", "reason", "node"],
     "journal_sync": ["run_id", "seq"],
     "schema_migrations": ["version", "applied_at"],
 }
@@ -64,3 +66,31 @@ def test_reader_waits_for_the_writer(tmp_path: Path) -> None:
     assert rows == [(0,)]
     assert time.time() - t0 >= 0.3  # it really waited for the lock rather than failing
     writer.wait()
+
+
+def test_the_loop_goes_on_while_another_process_holds_the_database(tmp_path: Path) -> None:
+    """DuckDB is written behind the journal, on a thread: a run whose database is locked by another process
+    for a while neither fails nor loses a row; every event reaches DuckDB once the lock is free."""
+    from autoloop.journal import read_events
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import ROOT, autoloop, only_run, sql
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    db = runs / "history.duckdb"
+    con = duckdb.connect(str(db))
+    store.migrate(con)
+    con.close()
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); "
+                               "print('locked', flush=True); time.sleep(6)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        autoloop(runs, "run", str(ROOT / "targets" / "example_fit.py"), "--max-iters", "2", "--no-progress")
+    finally:
+        holder.wait(timeout=30)
+    rid = only_run(runs)
+    ends = [e for e in read_events(runs / rid / "journal.jsonl") if e["kind"] == "iter_end"]
+    rows = sql(runs, "select iter, status from iterations order by iter")
+    assert [(r["iter"], r["status"]) for r in rows] == [(e["iter"], e["status"]) for e in ends] and len(rows) == 3
+    assert sql(runs, "select status from runs")[0]["status"] == "finished"

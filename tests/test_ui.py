@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,15 +18,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from autoloop.proc import free_port
 from conftest import ROOT, TEST_TARGETS, autoloop, sql
 
 BEHAVE = str(TEST_TARGETS / "behave.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

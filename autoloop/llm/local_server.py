@@ -9,10 +9,7 @@ to --prompt-concurrency at a time), so clients should send ~8 requests at once.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,22 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from autoloop.proc import free_port, new_session_dying_with_parent, stop_group
 from autoloop.target import TargetError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 def blas_env() -> dict[str, str]:
@@ -96,7 +79,7 @@ class LocalModelServer:
         def keeper() -> None:
             try:
                 box["proc"] = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                               preexec_fn=_die_with_parent)
+                                               preexec_fn=new_session_dying_with_parent)
             except Exception as e:  # noqa: BLE001 - reported to the caller below
                 box["err"] = e
             forked.set()
@@ -134,18 +117,8 @@ class LocalModelServer:
 
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is None or p.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                p.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if p is not None and p.poll() is None:
+            stop_group(p, grace=5.0)
 
     def __enter__(self) -> "LocalModelServer":
         return self.start()

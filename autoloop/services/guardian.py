@@ -15,25 +15,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-
-
-def _set_pdeathsig() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # polling below still covers it
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: find the autoloop package
+from autoloop.proc import die_with_parent, signal_group  # noqa: E402  (standard library only)
 
 
 def _others_in_group(pgid: int) -> list[int]:
@@ -59,8 +50,7 @@ def _end_group(child: subprocess.Popen, grace: float, remove: str | None) -> Non
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pgid = os.getpgid(0)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
+    signal_group(pgid, signal.SIGTERM)
     end = time.monotonic() + grace
     while child.poll() is None and time.monotonic() < end:
         time.sleep(0.05)
@@ -90,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
         ap.error("give the command after --")
-    _set_pdeathsig()
+    die_with_parent(signal.SIGTERM)  # polling below covers systems without it
     stop = {"now": False}
 
     def on_signal(signum, frame):
@@ -113,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = child.poll()
         if rc is not None:  # SIGTERM stragglers it forked; the starter's stop() SIGKILLs the group after
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(os.getpgid(0), signal.SIGTERM)
+            signal_group(os.getpgid(0), signal.SIGTERM)
             return rc
         time.sleep(0.2)
 

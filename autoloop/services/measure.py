@@ -246,7 +246,7 @@ def paired_value(rec, history) -> float | None:
     own value, down to the baseline. Wrong answers do not change the value: `wrong_share` makes such a
     config infeasible for the sampler. None: nothing was measured (a failed trial).
     """
-    from autoloop.search import default_value
+    from autoloop.proposers.search import default_value
 
     if default_value(rec) is None and not rec.info.get("endpoint_p95_ms"):
         return None

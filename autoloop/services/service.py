@@ -15,7 +15,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,19 +22,14 @@ import threading
 import time
 from pathlib import Path
 
+from autoloop.proc import free_port, stop_group  # noqa: E402,F401  (free_port: re-exported for callers)
+
 GUARDIAN = Path(__file__).with_name("guardian.py")
 SCRATCH_ENV = "AUTOLOOP_SCRATCH_DIR"
 
 
 class ServiceError(RuntimeError):
     """The service did not come up (bad command, crash at start, never healthy)."""
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for commands that cannot report the port they bound)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scratch_root(root: Path | str | None = None) -> Path:
@@ -174,16 +168,7 @@ class ServiceProcess:
         """SIGTERM the group (the guardian relays), wait, SIGKILL the group, delete the instance dir; idempotent."""
         proc = self.proc
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace + 1)
-            except subprocess.TimeoutExpired:
-                pass
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+            stop_group(proc, grace=grace + 1)
             self.proc = None  # never signal that group again: its id may be reused
         if self.owns_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -16,7 +16,7 @@ See targets/api_generic.py for the walk-through (calls file, converters, every o
   only when the paired block-bootstrap 95% interval of p95(candidate)/p95(incumbent) lies below 0.95 and
   no answer is wrong. Instances and scratch dirs are gone when the method returns (or dies).
 - propose: Optuna TPE over `space`; wrong answers make a config infeasible to it; after a keep that
-  changed several knobs, each changed knob is ablated in turn (autoloop.search).
+  changed several knobs, each changed knob is ablated in turn (autoloop.proposers.search).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class ApiTarget:
                  score_repeats: int = 3, warmup: int = 20, budget_s: float = 60.0, score_budget_s: float = 600.0,
                  start_timeout_s: float = 60.0, proposer: str = "tpe", seed: int = 0, n_startup_trials: int = 5,
                  scratch_dir: Path | str | None = None):
-        from autoloop.search import SearchSpace
+        from autoloop.proposers.search import SearchSpace
 
         here = _caller_dir()
         self.name, self.command = name, command
@@ -127,7 +127,7 @@ class ApiTarget:
     def proposer(self):
         """Built on first use: child processes, which never propose, do not import Optuna."""
         if self._proposer is None:
-            from autoloop.search import OptunaProposer, RandomProposer
+            from autoloop.proposers.search import OptunaProposer, RandomProposer
 
             if self.proposer_name == "random":
                 self._proposer = RandomProposer(self.space, seed=self.seed, defaults=self.baseline)

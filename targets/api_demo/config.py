@@ -27,7 +27,7 @@ BASELINE: dict[str, Any] = {
     "mmap_mb": 0,  # PRAGMA mmap_size
 }
 
-# The search space in autoloop.search's plain-dict form.
+# The search space in autoloop.proposers.search's plain-dict form.
 SPACE: dict[str, tuple] = {
     "index_skill_level": ("cat", [False, True]),
     "index_location": ("cat", [False, True]),

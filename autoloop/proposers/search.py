@@ -18,9 +18,11 @@ Ablation: after a keep that changed several knobs at once, OptunaProposer first 
 with each changed knob set back to its value in the config it replaced (one knob at a time), so a knob
 that rode along with a real gain but only costs is dropped in the next iterations, not by luck.
 
-Batches: with `batch=k` a proposal carries k distinct untried configs (the first in params, the others in
-params["alternatives"]) for a target that screens them cheaply and measures only the most promising in
-full; `explore=j` makes j of them uniformly random (TPE alone can settle in a local optimum when a gain
+Batches: `propose_batch(history, n)` returns n distinct untried configs, one Candidate each, for the
+engine's batch step (autoloop/loop.py: every member is run and screened, the best measured in full, every one
+recorded in `trials` and, through History.trials, told back to the proposer). (`propose` with `batch=k`
+still packs k configs into one candidate, the first in params and the others in params["alternatives"].)
+In a batch, `explore=j` makes j of them uniformly random (TPE alone can settle in a local optimum when a gain
 needs several knobs at once). The `trials(rec, history)` hook lets such a target report every config an
 iteration measured, as (params, value) or (params, value, constraint) with the config measured in full
 first, so each one informs the sampler and none is proposed again.
@@ -179,6 +181,10 @@ class _Base(abc.ABC):
         else:
             params = {k: v for k, v in rec.params.items() if k != "alternatives"}
             raw = [(params, self.value(rec, history))]
+            for t in rec.trials:  # the other members of an engine batch: their full score, else their screen
+                if not t.get("chosen"):
+                    v = t.get("score") if t.get("score") is not None else t.get("screen_score")
+                    raw.append((t.get("params") or {}, _finite(v) if t.get("status") == "ok" else None))
         out = []
         for i, t in enumerate(raw):
             viol = t[2] if len(t) > 2 else (self.constraint(rec, history) if self.constraint and i == 0 else 0.0)
@@ -278,8 +284,21 @@ class _Base(abc.ABC):
 
     _how = "search"
 
+    def propose_batch(self, history: History, n: int) -> list[Candidate]:
+        """n distinct untried configs, one Candidate each, for the engine's batch step (which runs and screens
+        them, measures the best in full and records every one as a trial). Each description says which part
+        of the batch it came from: ablation, the sampler, a neighbour of the best so far, or random."""
+        configs = self.ask(history, n)
+        ablate, model, local, explore = self._mix if sum(self._mix) == len(configs) else (0, len(configs), 0, 0)
+        roles = ["ablation"] * ablate + [self._how] * model + ["neighbour"] * local + ["random"] * explore
+        return [self._candidate(c, history, role) for c, role in zip(configs, roles)]
+
     def __call__(self, history: History) -> Candidate:
         return self.propose(history)
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def _median(xs: list[float]) -> float:
@@ -474,9 +493,9 @@ class LLMSearchProposer(_Base):
     (no JSON, an unknown knob, a value out of range, a config already tried), an API failure or a refusal
     by the dollar cap hands this iteration to `fallback` (an OptunaProposer by default), and the
     description says why. Calls go through autoloop.llm: cached (temperature 0, so a resumed run gets the
-    same reply without paying again), retried, capped by --max-cost and recorded in llm_calls. The client
-    defaults to Anthropic's proposer model (AUTOLOOP_PROPOSER_MODEL overrides); `client` may be any
-    autoloop.llm BaseClient, e.g. a local OpenAI-compatible server.
+    same reply without paying again), retried, capped by --max-cost and recorded in llm_calls. `client` is
+    any autoloop.llm BaseClient, built by the caller (autoloop.proposers.default_llm_client: Anthropic's
+    proposer model; or a local OpenAI-compatible server); a proposer without one falls back to the sampler.
     """
 
     label = "llm"
@@ -499,12 +518,8 @@ class LLMSearchProposer(_Base):
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import os
-
-            from autoloop.llm.anthropic_client import DEFAULT_PROPOSER_MODEL, AnthropicClient
-
-            self._client = AnthropicClient(os.environ.get("AUTOLOOP_PROPOSER_MODEL") or DEFAULT_PROPOSER_MODEL)
+        if self._client is None:  # the caller builds it (autoloop.proposers.default_llm_client): none imported here
+            raise ValueError("LLMSearchProposer has no client; pass client= (e.g. autoloop.proposers.default_llm_client())")
         return self._client
 
     def space_text(self) -> str:
@@ -591,7 +606,21 @@ class LLMSearchProposer(_Base):
             cand.description += f" -- {reason}"
         return cand
 
+    def propose_batch(self, history: History, n: int) -> list[Candidate]:
+        """The LLM's config first, then the sampler's to fill the batch (each its own member)."""
+        first = self.propose_one(history)
+        mine = self.space.key(self.normalize({k: v for k, v in first.params.items() if k != "alternatives"}))
+        rest = [c for c in self.fallback.propose_batch(history, n) if self.space.key(self.normalize(c.params)) != mine]
+        return [first] + rest[: n - 1]
+
+    def propose_one(self, history: History) -> Candidate:
+        saved, self.batch = self.batch, 1
+        try:
+            return self.propose(history)
+        finally:
+            self.batch = saved
+
     def _fell_back(self, history: History, why: str) -> Candidate:
-        cand = self.fallback.propose(history)
+        cand = self.fallback.propose_batch(history, 1)[0] if self.batch == 1 else self.fallback.propose(history)
         cand.description = f"{cand.description} (llm reply unusable: {why})"
         return cand

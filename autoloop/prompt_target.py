@@ -4,8 +4,9 @@ Why these rules:
 - The gold set is split once (seeded by item id) into a *feedback* split and a *held-out* split. Only
   feedback items are ever shown to a proposer; keep decisions use held-out items only, paired by id
   (Scores.items), so a prompt cannot be tuned to the exam.
-- `run` screens the candidate (and its alternative rewrites) against the incumbent on a minibatch of the
-  feedback set; losers raise `Rejected` and never cost a held-out evaluation.
+- A proposal may be several prompts (the reflective proposer's rewrites): the engine's batch step runs each
+  (`run` writes it), `screen` measures them all beside the incumbent on one minibatch of the feedback set,
+  and only the best, if it screens no worse than the incumbent (`screen_slack`), costs a held-out evaluation.
 - An item whose API call failed is left out of the score (and counted in info.errors): an outage is
   never a wrong answer. Too many failures make the phase fail instead of scoring.
 - Backend: Anthropic when ANTHROPIC_API_KEY is set, else a local mlx_lm.server with the bundled SmolLM2,
@@ -96,7 +97,8 @@ class PromptTarget:
         self.heldout_n, self.feedback_n, self.screen_n, self.screen_slack = heldout_n, feedback_n, screen_n, screen_slack
         self.max_demos, self.max_tokens, self.proposer = max_demos, max_tokens, proposer
         self.task_model, self.proposer_model, self.local_model = task_model, proposer_model, local_model
-        self.concurrency, self.max_error_frac, self.batch = concurrency, max_error_frac, batch
+        # `batch` here is Anthropic's Message Batches (half price, slower), not the engine's batch of candidates.
+        self.concurrency, self.max_error_frac, self.message_batches = concurrency, max_error_frac, batch
         self.budget_s, self.score_budget_s, self.min_delta = budget_s, score_budget_s, min_delta
         # Keep only when a paired bootstrap over the same held-out items clears zero.
         self.bootstrap = bootstrap if bootstrap is not None else {"confidence": 0.9, "stat": "diff", "threshold": 0.0}
@@ -197,7 +199,7 @@ class PromptTarget:
 
         reqs = self.requests(params, rows)
         try:
-            if self.batch and hasattr(client, "complete_batch"):
+            if self.message_batches and hasattr(client, "complete_batch"):
                 results = client.complete_batch(reqs)
             else:
                 results = client.complete_many(reqs)
@@ -216,7 +218,7 @@ class PromptTarget:
 
     # -- the Target contract -------------------------------------------------------------------------
     def propose(self, history: Any) -> Candidate:
-        from autoloop.llm import proposers as P
+        from autoloop.proposers import prompt as P
 
         mode = self.proposer
         if mode == "auto":
@@ -230,39 +232,48 @@ class PromptTarget:
             prop = P.OfflineProposer(self.train(), self.library, demo_keys=self.item_keys, max_demos=self.max_demos,
                                      seed=self.split_seed)
         cand = prop.propose(_WithChosenPrompt(history), self.base_instruction)
-        alts = len(cand.params.get("alternatives") or [])
-        cand.description = f"prompt {prompt_version(cand.params)}{f' (+{alts} alt.)' if alts else ''}: {cand.description}"
-        return cand
+        p = cand.params
+        variants = [p["instruction"]] + [a for a in p.get("alternatives") or [] if a]
+        out = []
+        for i, v in enumerate(variants):  # each rewrite is its own member of the engine's batch
+            q = {k: val for k, val in p.items() if k != "alternatives"}
+            q.update({"instruction": v, "base": p.get("base", v) if i == 0 else v})
+            what = f"{cand.description} (rewrite {i + 1}/{len(variants)})" if len(variants) > 1 else cand.description
+            out.append(Candidate(q, f"prompt {prompt_version(q)}: {what}"))
+        return out if len(out) > 1 else out[0]
 
     def run(self, candidate: Candidate, state: Path, deadline: float) -> None:
-        p = candidate.params
-        variants = [p["instruction"]] + [a for a in p.get("alternatives", []) if a]
-        inc = self.read_prompt(state)
-        fb, _ = self.split()
-        # The minibatch is seeded by the candidate, not the iteration number: a redo after kill -9 (a new
-        # iteration number) screens on the same items, so every answer it needs is already in the cache.
-        from autoloop.llm.proposers import params_key
+        """Write the candidate's prompt into the state dir (screening is the engine's, through `screen`)."""
+        p = {k: v for k, v in candidate.params.items() if k != "alternatives"}
+        self.write_prompt(state, p)
 
-        mini = random.Random(f"{self.split_seed}:screen:{params_key(p)}").sample(fb, min(self.screen_n, len(fb)))
-        cands = [{**p, "instruction": v, "base": p.get("base", v) if i == 0 else v} for i, v in enumerate(variants)]
+    def screen(self, incumbent: Path, members: list[Path], gold: Path) -> tuple[Scores, list[Scores]]:
+        """The incumbent and every member on one minibatch of the feedback set (paired by item)."""
+        inc = self.read_prompt(incumbent)
+        cands = [self.read_prompt(m) for m in members]
+        fb, _ = self.split()
+        # The minibatch is seeded by the candidates, not the iteration number: a redo after kill -9 (a new
+        # iteration number) screens on the same items, so every answer it needs is already in the cache.
+        from autoloop.proposers.prompt import params_key
+
+        seed = ":".join(params_key(c) for c in cands)
+        mini = random.Random(f"{self.split_seed}:screen:{seed}").sample(fb, min(self.screen_n, len(fb)))
         with self.backend() as client:
             inc_res = self.evaluate(client, inc, mini)
             res = [self.evaluate(client, c, mini) for c in cands]
+            stats = client.stats.as_dict()
         ids = [str(r["id"]) for r in mini]
 
-        def mean(d: dict[str, Any]) -> float:
+        def scores(d: dict[str, Any], cost: float = 0.0) -> Scores:
             common = [i for i in ids if i in inc_res and i in d]
-            return statistics.fmean(d[i]["score"] for i in common) if common else float("nan")
+            m = statistics.fmean(d[i]["score"] for i in common) if common else float("nan")
+            return Scores(score=m, components={f"screen_{self.metric}": m},
+                          items={i: d[i]["score"] for i in common}, cost_usd=cost, info={"n_screen": len(ids)})
 
-        scores = [mean(r) for r in res]
-        best = max(range(len(cands)), key=lambda i: (scores[i] if scores[i] == scores[i] else -1e9))
-        inc_score = mean(inc_res)
-        (state / "screening.json").write_text(json.dumps(
-            {"items": ids, "incumbent": inc_score, "candidates": scores, "chosen": best}, indent=1) + "\n")
-        if not scores[best] >= inc_score - self.screen_slack:
-            raise Rejected(f"screening: {scores[best]:.3f} < incumbent {inc_score:.3f} on {len(ids)} feedback items "
-                           f"({len(cands)} variant(s))")
-        self.write_prompt(state, cands[best])
+        out = [scores(r) for r in res]
+        for sc, c in zip(out, cands):
+            sc.info["prompt_version"] = prompt_version(c)
+        return scores(inc_res, float(stats["cost_usd"])), out
 
     def score(self, state: Path, gold: Path) -> Scores:
         params = self.read_prompt(state)
