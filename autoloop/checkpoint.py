@@ -42,6 +42,38 @@ def discarded_ref(run_id: str, iteration: int) -> str:
     return f"refs/autoloop/{run_id}/discarded/{iteration:03d}"
 
 
+_REF_BAD_CHARS = set(" ~^:?*[\\/")
+
+
+def ref_problem(name: str) -> str | None:
+    """Why git would refuse `name` as one component of a ref (git check-ref-format), or None.
+
+    Checked before anything is written: a name git rejects would otherwise fail at the first tag, with
+    the run left `running`."""
+    if not name:
+        return "is empty"
+    bad = sorted({c for c in name if c in _REF_BAD_CHARS or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        return f"contains {''.join(bad)!r} (git refuses spaces, control characters and ~^:?*[\\/)"
+    for rule, broken in (("may not start with '.'", name.startswith(".")),
+                         ("may not start with '-'", name.startswith("-")),
+                         ("may not contain '..'", ".." in name),
+                         ("may not contain '@{'", "@{" in name),
+                         ("may not be '@'", name == "@"),
+                         ("may not end with '.'", name.endswith(".")),
+                         ("may not end with '.lock'", name.endswith(".lock"))):
+        if broken:
+            return rule
+    try:  # git itself has the last word (rules differ a little between versions)
+        import subprocess
+
+        ok = subprocess.run(["git", "check-ref-format", f"refs/tags/autoloop/{name}/ckpt-000"],
+                            capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = True
+    return None if ok else "is refused by `git check-ref-format`"
+
+
 
 
 class StateRepo:

@@ -3,6 +3,10 @@
 The engine never runs target code that may hang, leak or crash in its own process: it writes a spec file,
 starts this module in a new process group, and reads the result file this module writes atomically.
 Kept free of heavy imports: only the target's own imports cost time here.
+
+This process is also the candidate's supervisor: it is a subreaper (Linux), so a daemon the target
+double-forks stays in its process tree, and before it exits it ends every descendant still alive. If
+the engine dies (kill -9), it takes the group and every descendant down with it.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ def _die_with_parent() -> None:
         while True:
             time.sleep(0.25)
             if os.getppid() != parent:
+                _end_descendants(grace=2.0)
                 for sig in (signal.SIGTERM, signal.SIGKILL):
                     try:
                         os.killpg(os.getpgid(0), sig)
@@ -42,9 +47,27 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="autoloop-parent-watch").start()
 
 
+def _end_descendants(grace: float) -> None:
+    """End whatever the target started and left running (servers, daemons): they must not outlive us."""
+    from autoloop import reaper
+
+    reaper.terminate(reaper.descendants(), grace=grace)
+
+
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
+    from autoloop.reaper import become_subreaper
+
+    become_subreaper()
     _die_with_parent()
+    try:
+        return _run(spec)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _end_descendants(grace=1.0)
+
+
+def _run(spec: dict) -> int:
     result_path = Path(spec["result_path"])
     # SIGTERM becomes an exception so `finally` blocks in target code (stop a server, save a file) run.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
@@ -62,6 +85,11 @@ def main(spec_path: str) -> int:
         elif method == "compare":
             inc, cand = target.compare(Path(args["incumbent"]), Path(args["candidate"]), Path(args["gold"]))
             value = {"incumbent": _scores(inc, Scores), "candidate": _scores(cand, Scores)}
+        elif method == "references":
+            refs = target.reference_scores(Path(args["gold"]))
+            if not isinstance(refs, dict):
+                raise TypeError(f"reference_scores() must return a dict of name -> Scores (or a number), got {type(refs).__name__}")
+            value = {str(k): (None if v is None else _scores(v, Scores)) for k, v in refs.items()}
         else:
             raise ValueError(f"unknown method {method!r}")
         _write_result(result_path, {"ok": True, "value": value, "method_s": time.perf_counter() - t0})
@@ -73,6 +101,7 @@ def main(spec_path: str) -> int:
         kind = "crash"
         if isinstance(e, MemoryError):
             kind = "oom"
+        traceback.print_exc(limit=30)  # the log ends with it too, where a reader looks first
         _write_result(result_path, {"ok": False, "kind": kind, "error": traceback.format_exc(limit=30)})
         return 1
 

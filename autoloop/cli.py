@@ -2,6 +2,10 @@
 
 Every engine option has an AUTOLOOP_* environment fallback (e.g. AUTOLOOP_MAX_ITERS). Bad input exits
 with code 2 and one line naming the option or file and the fix; listings take --json.
+
+Exit codes: 0 the run stopped by a stop rule; 2 bad input or a fault of the machine (disk full,
+read-only, permissions: one line naming the path); 3 the run's baseline could not be scored (nothing
+can be measured); 130 Ctrl-C.
 """
 from __future__ import annotations
 
@@ -16,9 +20,27 @@ import click
 from autoloop.target import TargetError
 
 
-def _fail(msg: str) -> None:
+EXIT_BAD_INPUT, EXIT_CANNOT_MEASURE, EXIT_SIGINT = 2, 3, 130
+
+
+def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> None:
     click.echo(f"autoloop: error: {msg}", err=True)
-    sys.exit(2)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns a fault of the machine anywhere below into one line and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from autoloop.envfault import describe
+
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            line = describe(e)
+            if line is None:
+                raise
+            _fail(line)
 
 
 def _runs_dir(ctx: click.Context) -> Path:
@@ -29,7 +51,7 @@ def _db(ctx: click.Context) -> Path:
     return _runs_dir(ctx) / "history.duckdb"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="AUTOLOOP_RUNS_DIR",
               help="Where runs, history.duckdb and blobs live [env AUTOLOOP_RUNS_DIR; default ./runs].")
 @click.pass_context
@@ -51,7 +73,10 @@ def _limit_options(f):
         click.option("--target-score", envvar="AUTOLOOP_TARGET_SCORE", type=float, help="Stop once the best score reaches this value."),
         click.option("--stop-file", envvar="AUTOLOOP_STOP_FILE", type=click.Path(dir_okay=False), help="Stop when this file exists (runs/STOP and runs/<run>/STOP always work)."),
         click.option("--memory-cap-mb", envvar="AUTOLOOP_MEMORY_CAP_MB", type=click.FloatRange(min=1), help="Kill a candidate whose process tree exceeds this RSS (status oom)."),
+        click.option("--max-log-mb", envvar="AUTOLOOP_MAX_LOG_MB", type=click.FloatRange(min=0.2), help="Cap each child log: head and tail kept, the middle dropped [default: 4]."),
         click.option("--progress/--no-progress", default=None, help="Live panel (default: only on a terminal)."),
+        click.option("--progress-every", envvar="AUTOLOOP_PROGRESS_EVERY", type=click.FloatRange(min=0), metavar="SECONDS",
+                     help="Without the live panel: a progress line this often while a phase runs [default 30; 0: off]."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -60,7 +85,7 @@ def _limit_options(f):
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_iters", "patience", "max_hours", "until", "max_cost", "target_score", "stop_file",
-            "memory_cap_mb", "progress")
+            "memory_cap_mb", "max_log_mb", "progress", "progress_every")
     out = {k: kw.get(k) for k in keys}
     if out["until"]:
         from autoloop.runs import until_to_deadline
@@ -113,11 +138,12 @@ def _finish(ctx: click.Context, r, reason: str) -> None:
     from autoloop import report
 
     try:
-        cols, rows = report.iteration_rows(r.db_path, r.run_id)
-        _print_table(report.compact_columns(cols, rows), rows, title=f"{r.run_id} ({reason})")
+        _show_table(r.db_path, r.run_id, title=f"{r.run_id} ({reason})")
     except Exception as e:  # the run is complete and journaled; a busy DB only delays the table
         click.echo(f"(table unavailable: {e}; run `autoloop show {r.run_id}`)", err=True)
-    sys.exit(130 if reason == "sigint" else 0)
+    if reason == "baseline_failed":
+        _fail(f"run {r.run_id}: {r.stop_detail}", EXIT_CANNOT_MEASURE)
+    sys.exit(EXIT_SIGINT if reason == "sigint" else 0)
 
 
 @main.command()
@@ -146,8 +172,10 @@ def resume(ctx: click.Context, run_ref: str, **kw: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool) -> None:
     """Live view of a running loop (reads live.json and the journal: no database lock needed)."""
+    from autoloop import fmt
     from autoloop.journal import JOURNAL, read_events
-    from autoloop.report import resolve_run
+    from autoloop.progress import CHILD_PHASES, describe, eta_now, read_progress
+    from autoloop.report import reference_points, references_line, resolve_run, run_state
     from autoloop.runs import lock_owner
 
     try:
@@ -162,66 +190,139 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         except (OSError, json.JSONDecodeError):
             pass
         events = read_events(run_dir / JOURNAL)
-        ends = [e for e in events if e["kind"] == "iter_end"]
+        # Counted as --max-iters counts: candidate iterations that finished (the baseline, #0, is not one).
+        ends = [e for e in events if e["kind"] == "iter_end" and e["iter"] > 0 and e["status"] != "interrupted"]
         owner = lock_owner(run_dir)
-        end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
-        st = {"run_id": rid, "running": owner is not None, "pid": owner, "iterations": len(ends),
+        marks = [e for e in events if e["kind"] in ("run_start", "run_resume", "run_end")]
+        end = marks[-1] if marks and marks[-1]["kind"] == "run_end" else None
+        state = run_state(_runs_dir(ctx), rid, end.get("status", "finished") if end else "running")
+        kept = [e for e in events if e["kind"] == "iter_end" and e["status"] == "keep"]  # the baseline too
+        best = (kept[-1].get("scores") or {}).get("score") if kept else None  # keeps only ever improve
+        st = {"run_id": rid, "status": state, "running": owner is not None, "pid": owner, "iterations": len(ends),
               "kept": sum(e["status"] == "keep" for e in ends), "iter": live.get("iter"), "phase": live.get("phase"),
               "phase_elapsed_s": round(time.time() - live["phase_started"], 1) if live.get("phase_started") else None,
-              "phase_budget_s": live.get("phase_budget_s"), "best": live.get("best"),
-              "last": live.get("last"), "stop_reason": end.get("stop_reason") if end and owner is None else None}
+              "phase_budget_s": live.get("phase_budget_s"), "best": best,
+              "last": live.get("last"), "stop_reason": end.get("stop_reason") if end and owner is None else None,
+              "stop_detail": end.get("detail") if end and owner is None else None,
+              "references": reference_points(events), "progress": None}
+        if st["best"] is None and ends:  # a resumed engine knows its best only after an iteration: the journal does
+            kept = [e for e in ends if e["status"] == "keep"]
+            st["best"] = ((kept[-1].get("scores") or {}).get("score")) if kept else None
+        prog = None
+        if owner and st["phase"] in CHILD_PHASES and st["iter"] is not None:
+            prog = read_progress(run_dir / "iters" / f"{int(st['iter']):03d}", st["phase"], since=live.get("phase_started"))
+        if prog:
+            st["progress"] = {k: prog.get(k) for k in ("task", "done", "total", "unit", "metrics")}
+            st["progress"]["eta_s"] = eta_now(prog)
+            st["progress"]["age_s"] = round(time.time() - float(prog.get("ts") or 0), 1)
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
-            state = "running" if owner else (f"stopped ({st['stop_reason']})" if st["stop_reason"] else "not running (resumable)")
-            budget = f" / {st['phase_budget_s']:.0f}s" if st["phase_budget_s"] else ""
-            click.echo(f"{rid}: {state}; {st['iterations']} iterations, {st['kept']} kept, best {st['best']}"
-                       + (f"; now iter {st['iter']} {st['phase']} {st['phase_elapsed_s']}s{budget}" if owner else ""))
+            said = state + (f" ({st['stop_reason']}: {st['stop_detail']})" if st["stop_detail"]
+                            else f" ({st['stop_reason']})" if st["stop_reason"] else "")
+            if state == "interrupted" and not st["stop_reason"]:
+                said += f" (resumable: autoloop resume {rid})"
+            budget = f" / {fmt.hms(st['phase_budget_s'])}" if st["phase_budget_s"] else ""
+            click.echo(f"{rid}: {said}; {st['iterations']} iterations, {st['kept']} kept (baseline not counted), "
+                       f"best {fmt.score(st['best'])}"
+                       + (f"; now iter {st['iter']} {st['phase']} {fmt.hms(st['phase_elapsed_s'])}{budget}" if owner else ""))
+            if prog:
+                click.echo(f"  progress: {describe(prog)}")
+            if st["references"]:
+                click.echo(f"  reference points: {references_line(st['references'])}")
             if st["last"]:
                 last = st["last"]
-                click.echo(f"  last: #{last['iter']} {last['status']} score {last.get('score')} {last.get('reason', '')[:100]}")
+                click.echo(f"  last: #{last['iter']} {last['status']} score {fmt.score(last.get('score'))} {last.get('reason', '')[:100]}")
         if not follow or owner is None:
             return
         time.sleep(1)
+
+
+RUNS_SQL = """
+    SELECT r.run_id, r.target_name, r.started_at,
+           count(i.iter) FILTER (WHERE i.iter > 0 AND i.status NOT IN ('running', 'interrupted')) AS iterations,
+           count(*) FILTER (WHERE i.iter > 0 AND i.status = 'keep') AS kept, b.score AS best, r.status,
+           r.stop_reason, coalesce(sum(i.cost_usd), 0) AS cost_usd
+    FROM runs r LEFT JOIN iterations i USING (run_id) LEFT JOIN best b USING (run_id)
+    GROUP BY ALL ORDER BY r.started_at"""
 
 
 @main.command("runs")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def runs_cmd(ctx: click.Context, as_json: bool) -> None:
-    """List runs: id, target, start, iterations, kept, best score, stop reason."""
+    """List runs: id, target, start, iterations and kept (the baseline not counted, as --max-iters counts),
+    best score, status (running | finished | interrupted, as `status` says), stop reason, dollars spent."""
     from autoloop import store
+    from autoloop.report import run_state
 
     try:
-        cols, rows = store.query(_db(ctx), """
-            SELECT r.run_id, r.target_name, r.started_at, count(i.iter) AS iterations,
-                   count(*) FILTER (WHERE i.status = 'keep') AS kept, b.score AS best, r.status, r.stop_reason
-            FROM runs r LEFT JOIN iterations i USING (run_id) LEFT JOIN best b USING (run_id)
-            GROUP BY ALL ORDER BY r.started_at""")
+        cols, rows = store.query(_db(ctx), RUNS_SQL)
     except FileNotFoundError as e:
         _fail(str(e))
-    _emit(cols, [dict(zip(cols, r)) for r in rows], as_json)
+    out = [dict(zip(cols, r)) for r in rows]
+    for d in out:
+        d["status"] = run_state(_runs_dir(ctx), d["run_id"], d["status"])
+    _emit(cols, out, as_json)
 
 
 @main.command()
 @click.argument("run_ref", metavar="[RUN]", required=False)
 @click.option("--kept", is_flag=True, help="Only kept checkpoints.")
-@click.option("--wide", is_flag=True, help="Also durations, peak RSS, delta and the decision's reason.")
+@click.option("--wide", is_flag=True, help="Every column: durations, peak RSS, delta, the decision's reason and the params (params.<key>); default: what fits 120 columns.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_json: bool) -> None:
-    """The per-iteration table of RUN (default: the newest): checkpoint, time, score, components, decision."""
+    """Every iteration of RUN (default: the newest), kept or not: checkpoint (kept ones), time since the start,
+    status, score, components, decision, and the run's reference points (e.g. a constant reply, the untrained
+    baseline) scored on the same gold set. Columns are described in the README ("Columns")."""
     from autoloop import report
 
     try:
         rid = report.resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
-        cols, rows = report.iteration_rows(_db(ctx), rid, kept_only=kept)
+        if as_json:
+            cols, rows = report.iteration_rows(_db(ctx), rid, kept_only=kept)
+            click.echo(json.dumps(rows, default=str))
+        else:
+            _show_table(_db(ctx), rid, title=rid, kept=kept, wide=wide)
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
-    if as_json:
-        click.echo(json.dumps(rows, default=str))
+
+
+def _show_table(db: Path, rid: str, title: str, kept: bool = False, wide: bool = False) -> None:
+    """Iterations, then the reference points under a rule, in one table (so their columns line up)."""
+    from autoloop import report
+
+    cols, rows = report.iteration_rows(db, rid, kept_only=kept)
+    refs, ref_error = report.reference_rows(db, rid)
+    width = _show_width()
+    if wide:
+        pcols, rows = report.with_param_columns(rows)
+        rows = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows]
+        shown, split = cols + pcols, False
     else:
-        _print_table(cols if wide else report.compact_columns(cols, rows), rows, title=rid)
+        shown, split = report.compact_layout(cols, rows + refs, width)
+    _print_table(shown, rows, title=title, extra_rows=refs, compact=not wide, split_headers=split,
+                 width=None if wide else width)
+    if ref_error:
+        click.echo(f"reference points: the target's reference_scores() failed: {ref_error}")
+
+
+def _show_width() -> int:
+    """COLUMNS when set, else the terminal's width, else 120 (a pipe, a log file)."""
+    import os
+    import shutil
+
+    try:
+        if int(os.environ.get("COLUMNS") or 0) > 0:
+            return int(os.environ["COLUMNS"])
+    except ValueError:
+        pass
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((120, 24)).columns
+    from autoloop.report import SHOW_WIDTH
+
+    return SHOW_WIDTH
 
 
 @main.command()
@@ -230,7 +331,9 @@ def show(ctx: click.Context, run_ref: str | None, kept: bool, wide: bool, as_jso
 @click.pass_context
 def sql(ctx: click.Context, query: str, fmt: str) -> None:
     """Run a read-only SQL QUERY on the history (tables runs, iterations, metrics, item_scores, events,
-    llm_calls; views curve, best). Retries while a running loop holds the write lock."""
+    llm_calls; views curve, best, last_run; macro last_run() -- the newest run's id, as in
+    `select * from curve where run_id = last_run()`). Retries while a running loop holds the write lock.
+    With --format json, JSON columns (params, config, info...) are objects."""
     import duckdb
 
     from autoloop import store
@@ -240,10 +343,12 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
     except FileNotFoundError as e:
         _fail(str(e))
     except duckdb.Error as e:
-        _fail(f"sql: {str(e).splitlines()[0]}; check the query (tables: runs, iterations, metrics, item_scores, events, llm_calls, curve, best)")
+        _fail(f"sql: {str(e).splitlines()[0]}; check the query (tables: runs, iterations, metrics, item_scores, events, llm_calls, curve, best, last_run; macro last_run())")
     dicts = [dict(zip(cols, r)) for r in rows]
     if fmt == "json":
-        click.echo(json.dumps(dicts, default=str))
+        from autoloop.report import decode_json_columns
+
+        click.echo(json.dumps([decode_json_columns(d) for d in dicts], default=str))
     elif fmt == "csv":
         from autoloop.report import to_csv
 
@@ -259,7 +364,8 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write the curve as a PNG.")
 @click.pass_context
 def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_path: str | None) -> None:
-    """Export RUN's evidence trail: every iteration with its scores and decision (CSV), and the curve (PNG)."""
+    """Export RUN's evidence trail: every iteration with its scores and decision (CSV: run_id, elapsed_s in
+    seconds, params.<key> columns), and the curve (PNG)."""
     from autoloop import report
 
     if not csv_path and not png_path:
@@ -270,7 +376,7 @@ def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_pa
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     if csv_path:
-        text = report.to_csv(cols, rows)
+        text = report.to_csv(*report.csv_rows(rid, cols, rows))
         if csv_path == "-":
             click.echo(text, nl=False)
         else:
@@ -287,23 +393,69 @@ def export(ctx: click.Context, run_ref: str | None, csv_path: str | None, png_pa
 @click.pass_context
 def best(ctx: click.Context, run_ref: str | None, as_json: bool) -> None:
     """The best checkpoint of RUN: score, tag, commit, and how to materialise it."""
-    from autoloop import report, store
+    from autoloop import fmt, report, store
 
     try:
         rid = report.resolve_run(_db(ctx), _runs_dir(ctx), run_ref)
         cols, rows = store.query(_db(ctx), "SELECT * FROM best WHERE run_id = ?", [rid])
+        refs, _ = report.reference_rows(_db(ctx), rid)
     except (LookupError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     if not rows:
         _fail(f"run {rid} has no kept checkpoint yet")
     d = dict(zip(cols, rows[0]))
     d["state_repo"] = str(_runs_dir(ctx) / rid / "state")
+    d["references"] = {r["reference"]: r["score"] for r in refs}
     if as_json:
         click.echo(json.dumps(d, default=str))
     else:
-        click.echo(f"{rid}: best score {d['score']} at iteration {d['iter']} ({d['tag']}, commit {d['commit'][:12]})")
+        click.echo(f"{rid}: best score {fmt.score(d['score'])} at iteration {d['iter']} ({d['tag']}, commit {d['commit'][:12]})")
         click.echo(f"  {d['description']}")
+        if d["references"]:
+            click.echo(f"  reference points: {report.references_line(d['references'])}")
         click.echo(f"  materialise it: autoloop checkout {d['tag']} DIR")
+
+
+@main.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+    """RUN_A and RUN_B side by side: best score and when it came, iterations, keeps, cost, components at
+    the best; and, when both used the same gold set, their best checkpoints paired item by item."""
+    from autoloop import report
+
+    try:
+        a = report.resolve_run(_db(ctx), _runs_dir(ctx), run_a)
+        b = report.resolve_run(_db(ctx), _runs_dir(ctx), run_b)
+        res = report.compare_runs(_db(ctx), _runs_dir(ctx), a, b)
+    except (LookupError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if as_json:
+        click.echo(json.dumps(res, default=str))
+        return
+    sa, sb = res["a"], res["b"]
+    fields = ["target_name", "direction", "status", "stop_reason", "started_at", "iterations", "kept", "best",
+              "best_iter", "best_tag", "best_elapsed_s", "elapsed_s", "cost_usd"]
+    comps = sorted(set(sa["best_components"]) | set(sb["best_components"]))
+    rows = [{"": f, "A": sa.get(f), "B": sb.get(f)} for f in fields]
+    rows += [{"": f"best {c}", "A": sa["best_components"].get(c), "B": sb["best_components"].get(c)} for c in comps]
+    _print_table(["", "A", "B"], rows, title=f"A = {a}   B = {b}")
+    if not res["same_gold"]:
+        click.echo("gold sets differ (sha256): the scores are not measured on the same items")
+    elif not res["same_direction"]:
+        click.echo("directions differ: the scores are not comparable")
+    if "best_delta_b_minus_a" in res:
+        better = sa["direction"] == "min" and res["best_delta_b_minus_a"] < 0 or (
+            sa["direction"] == "max" and res["best_delta_b_minus_a"] > 0)
+        click.echo(f"best: delta B - A {res['best_delta_b_minus_a']:+.4g} "
+                   f"({'lower' if sa['direction'] == 'min' else 'higher'} is better: "
+                   f"{'B' if better else 'A' if res['best_delta_b_minus_a'] else 'neither'} is better)")
+    it = res["items"]
+    if it:
+        click.echo(f"best vs best on {it['n']} shared gold items: B better on {it['b_better']}, "
+                   f"A better on {it['a_better']}, equal on {it['equal']}")
 
 
 @main.command()
@@ -390,6 +542,42 @@ def eval_cmd(ctx: click.Context, checkpoint: str, target_file: Path | None, gold
         sys.exit(1)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check this machine: Python, git, DuckDB, the BLAS MLX gets (measured), the model, free disk.
+    Exit code 1 if a run would fail; warnings (e.g. a slow BLAS) name their fix."""
+    from autoloop.doctor import checks
+
+    results = checks(_runs_dir(ctx))
+    if as_json:
+        click.echo(json.dumps([c._asdict() for c in results], indent=1))
+    else:
+        for c in results:
+            click.echo(f"{c.status.upper() if c.status != 'ok' else 'ok':<5} {c.name:<7} {c.detail}")
+        bad = [c for c in results if c.status != "ok"]
+        click.echo("all checks passed" if not bad else
+                   f"{sum(c.status == 'warn' for c in bad)} warning(s), {sum(c.status == 'fail' for c in bad)} failure(s)")
+    sys.exit(1 if any(c.status == "fail" for c in results) else 0)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, envvar="AUTOLOOP_UI_PORT")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="AUTOLOOP_UI_HOST",
+              help="Address to bind; anything but loopback prints a warning (the page has no login).")
+@click.option("--runs-dir", "ui_runs_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Runs directory to show (same as the global --runs-dir).")
+@click.pass_context
+def ui(ctx: click.Context, port: int, host: str, ui_runs_dir: Path | None) -> None:
+    """Serve a live, read-only web dashboard over the history: runs (overlaid), curves, iterations,
+    each candidate's diff and per-item changes, LLM spend. Never takes the database lock."""
+    from autoloop.ui.app import serve
+
+    runs_dir = ui_runs_dir.resolve() if ui_runs_dir else _runs_dir(ctx)
+    serve(runs_dir, host=host, port=port, echo=lambda m: click.echo(m, err=m.startswith("warning")))
+
+
 @main.group()
 def db() -> None:
     """The DuckDB history file."""
@@ -412,6 +600,23 @@ def db_rebuild(ctx: click.Context) -> None:
     click.echo(f"rebuilt {_db(ctx.find_root())} from {n} journal(s)")
 
 
+@db.command("snapshot")
+@click.argument("dest", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def db_snapshot(ctx: click.Context, dest: Path | None) -> None:
+    """Write a consistent read-only copy of the history (default: runs/history-snapshot.duckdb) that any
+    reader, the stock `duckdb` CLI included, can open while a run is writing."""
+    from autoloop import store
+
+    root = ctx.find_root()
+    dest = dest or _runs_dir(root) / "history-snapshot.duckdb"
+    try:
+        store.snapshot(_db(root), dest)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    click.echo(str(dest))
+
+
 def _emit(cols: list[str], rows: list[dict], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, default=str))
@@ -419,26 +624,38 @@ def _emit(cols: list[str], rows: list[dict], as_json: bool) -> None:
         _print_table(cols, rows)
 
 
-def _print_table(cols: list[str], rows: list[dict], title: str | None = None) -> None:
+def _print_table(cols: list[str], rows: list[dict], title: str | None = None, extra_rows: list[dict] | None = None,
+                 compact: bool = False, split_headers: bool = False, width: int | None = None) -> None:
+    """A rich table. compact: numbers never wrapped, text columns folded to fit `width`; split_headers: long
+    names on two lines. Without a width, on a terminal rich fits the table to it; into a pipe, lines are not
+    wrapped."""
     from rich.console import Console
     from rich.table import Table
 
+    from autoloop.report import TEXT_COLS, header
+
     t = Table(title=title, show_lines=False)
+    everything = rows + (extra_rows or [])
     for c in cols:
-        t.add_column(c, overflow="fold", max_width=60 if c in ("description", "reason") else None)
-    for r in rows:
-        t.add_row(*[_cell(r.get(c)) for c in cols])
-    console = Console()
-    # On a terminal rich fits the table to it; into a pipe or file, lines are not wrapped at all.
-    (console if console.is_terminal else Console(width=1000)).print(t)
+        text = c in TEXT_COLS or any(isinstance(r.get(c), str) and len(r[c]) > 16 for r in everything)
+        t.add_column(header(c) if split_headers else c, overflow="fold", no_wrap=compact and not text,
+                     max_width=60 if c in TEXT_COLS else None)
+    for i, r in enumerate(rows):
+        t.add_row(*[_cell(r.get(c), c) for c in cols], end_section=bool(extra_rows) and i == len(rows) - 1)
+    for r in extra_rows or []:
+        t.add_row(*[_cell(r.get(c), c) for c in cols], style="dim")
+    if width is not None:
+        console = Console(width=width)
+    else:
+        console = Console()
+        console = console if console.is_terminal else Console(width=1000)
+    console.print(t)
 
 
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1e5 else f"{v:.4g}"
-    return str(v)
+def _cell(v: Any, col: str | None = None) -> str:
+    from autoloop.fmt import num
+
+    return num(v, col)
 
 
 def _register_plugins() -> None:

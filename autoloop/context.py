@@ -7,8 +7,11 @@ without the target passing anything around:
     AUTOLOOP_RUN_ID          the run id
     AUTOLOOP_ITER            the iteration number
     AUTOLOOP_ITER_DIR        a per-iteration folder that survives the iteration (logs, call records)
-    AUTOLOOP_COST_REMAINING  dollars left under --max-cost ("" = no cap); spend must stop before it
+    AUTOLOOP_COST_REMAINING  dollars left under --max-cost when the iteration started ("" = no cap);
+                             `cost_remaining()` subtracts what the iteration's calls have cost since
     AUTOLOOP_PHASE           propose | run | score | compare
+    AUTOLOOP_CANDIDATE       <run>/<iter>/<phase> in child processes: marks everything a candidate starts
+                             (see autoloop.reaper), so the engine can end it all when the phase ends
 
 LLM calls are appended as JSON lines to `$AUTOLOOP_ITER_DIR/llm_calls.jsonl`; the engine moves them into
 the journal and the `llm_calls` table when the phase ends (a killed child still leaves its lines).
@@ -57,9 +60,47 @@ def phase() -> str | None:
 
 
 def cost_remaining() -> float | None:
-    """Dollars the current phase may still spend, or None when there is no cap."""
+    """Dollars that may still be spent now, or None when there is no cap.
+
+    Why the records count: propose, run and score of one iteration run in different processes, each
+    told the same figure at the iteration's start; every call of every phase is appended to the
+    iteration's record file before its reservation is released, so subtracting those records makes the
+    cap hold across phases (a $1.00 cap cannot end at $1.09)."""
     v = os.environ.get("AUTOLOOP_COST_REMAINING", "")
-    return float(v) if v.strip() else None
+    if not v.strip():
+        return None
+    return float(v) - iteration_spend()
+
+
+_spend_cache: dict[str, tuple[int, int, float]] = {}  # path -> (inode, bytes read, dollars so far)
+
+
+def iteration_spend() -> float:
+    """Dollars recorded so far in this iteration's llm_calls.jsonl (read incrementally)."""
+    d = iter_dir()
+    if d is None:
+        return 0.0
+    path = d / LLM_CALLS_FILE
+    try:
+        st = path.stat()
+    except OSError:
+        return 0.0
+    ino, pos, total = _spend_cache.get(str(path), (st.st_ino, 0, 0.0))
+    if ino != st.st_ino or st.st_size < pos:
+        pos, total = 0, 0.0
+    if st.st_size > pos:
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being written is counted next time
+        for line in data[:end].splitlines():
+            try:
+                total += float(json.loads(line).get("cost_usd") or 0.0)
+            except (ValueError, AttributeError):
+                pass
+        pos += end
+    _spend_cache[str(path)] = (st.st_ino, pos, total)
+    return total
 
 
 def record_llm_call(record: dict[str, Any]) -> None:

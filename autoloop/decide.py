@@ -16,7 +16,7 @@ from typing import Any, Mapping
 class Decision:
     keep: bool
     reason: str
-    delta: float | None = None  # candidate - incumbent, in score units (sign as measured)
+    delta: float | None = None  # candidate - incumbent in score units: negative is better on a "min" target
     ci: tuple[float, float] | None = None  # bootstrap interval of the statistic, when used
     stat: str | None = None  # diff | ratio
 
@@ -149,11 +149,14 @@ def decide(
     violation = check_guards(cand_components or {}, inc_components or {}, guards or {})
     if violation:
         return Decision(False, violation + (f" ({boot_text})" if boot_text else ""), delta, ci, stat)
+    # The reason quotes `delta` exactly as stored (candidate - incumbent), with the direction that makes
+    # a negative delta an improvement on a minimise target: one number, one sign, everywhere.
+    said = f"delta {delta:+.4g}, {'lower' if direction == 'min' else 'higher'} is better"
     if gain <= min_delta:
-        return Decision(False, f"no improvement beyond min_delta {min_delta:g} (gain {gain:+.4g})"
+        return Decision(False, f"not better by more than min_delta {min_delta:g} ({said})"
                         + (f" ({boot_text})" if boot_text else ""), delta, ci, stat)
     if bootstrap is None:
-        return Decision(True, f"better by {gain:+.4g}", delta)
+        return Decision(True, f"better ({said})", delta)
     return Decision(bool(boot_ok), ("clears noise: " if boot_ok else "within noise: ") + boot_text, delta, ci, stat)
 
 

@@ -58,8 +58,18 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:  # a full disk can take part of a line: finish it or take it back
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as e:
+                try:
+                    os.ftruncate(fd, size)  # never leave half a line for the next append to follow
+                except OSError:
+                    pass
+                raise OSError(e.errno, e.strerror, str(self.path)) from None
         finally:
             os.close(fd)
         self._events.append(json.loads(line))

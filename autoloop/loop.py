@@ -9,41 +9,100 @@ most the iteration in flight, which `resume` records as `interrupted` and runs a
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from autoloop import reaper, sandbox
 from autoloop.checkpoint import best_tag, discarded_ref, tag_name
 from autoloop.decide import LoopState, decide, stop_reason
+from autoloop.envfault import fault
 from autoloop.journal import replay
-from autoloop.runs import Run
+from autoloop.report import reference_points
+from autoloop.runs import FAILED, Run, release_lock
 from autoloop.target import Candidate, Scores
-
-FAILED = ("crash", "timeout", "oom", "nonfinite", "invalid")
 
 
 def run_loop(run: Run) -> str:
-    """Drive iterations until a stop rule holds; returns the stop reason."""
+    """Drive iterations until a stop rule holds; returns the stop reason.
+
+    A fault of the machine (disk full, read-only, permissions) ends the run with stop reason
+    `environment` and raises EnvironmentFault (one line); the journal stays the truth for `resume`."""
     interrupts = _InterruptFlag()
-    with interrupts, run.display:
-        hist = replay(run.journal.events(), run.dir)
-        redo = run.take_redo()  # the candidate an earlier process was running when it died
-        if all(r.status == "interrupted" for r in hist.iterations):
-            iterate(run, hist, interrupts, baseline=True)  # every curve starts at a measured point
-        while True:
-            hist = replay(run.journal.events(), run.dir)
-            reason = "sigint" if interrupts.raised else stop_reason(_loop_state(run, hist), run.limits)
-            if reason:
-                break
-            iterate(run, hist, interrupts, redo=redo)
-            redo = None
-            last = replay(run.journal.events(), run.dir).last()
-            if last and last.status == "invalid" and last.reason.startswith("budget"):
-                reason = "max_cost"  # the target refused to spend past the dollar cap: nothing more can run
-                break
-        run.finish(reason)
+    with interrupts, run.display, _owning_processes(run):
+        try:
+            reason = _drive(run, interrupts)
+            run.finish(reason, run.stop_detail)
+        except Exception as e:
+            f = fault(e, run.dir, then=f"then `autoloop resume {run.run_id}`")
+            if f is None:
+                raise
+            _record_environment_stop(run, str(f))
+            raise f from None
     return reason
+
+
+def _drive(run: Run, interrupts: "_InterruptFlag") -> str:
+    redo = run.take_redo()  # the candidate an earlier process was running when it died
+    sf = run.stop_file()
+    if sf is not None:
+        run.display.message(f"note: stop file {sf} exists, so this run stops at the first check; "
+                            f"remove it (rm {sf}) to let it go on")
+    refs_done = False
+    while True:
+        hist = replay(run.journal.events(), run.dir)
+        if hist.incumbent is None and not interrupts.raised:
+            # Every curve starts at a measured point: the unchanged state, scored before any candidate.
+            iterate(run, hist, interrupts, baseline=True)
+            last = replay(run.journal.events(), run.dir).last()
+            if last.status == "keep":
+                continue
+            if last.status == "interrupted":
+                return "sigint"
+            run.stop_detail = (f"the baseline could not be scored ({last.status}: {last.reason}); logs in "
+                               f"{run.dir / 'iters' / f'{last.iter:03d}'}; fix the target, then "
+                               f"`autoloop resume {run.run_id}`")
+            return "baseline_failed"
+        if not refs_done and not interrupts.raised:
+            score_references(run, interrupts)  # once per run: what a score means on this gold set
+            refs_done = True
+        reason = "sigint" if interrupts.raised else stop_reason(_loop_state(run, hist), run.limits)
+        if reason:
+            return reason
+        iterate(run, hist, interrupts, redo=redo)
+        redo = None
+        last = replay(run.journal.events(), run.dir).last()
+        if last and last.status == "invalid" and last.reason.startswith("budget"):
+            return "max_cost"  # the target refused to spend past the dollar cap: nothing more can run
+
+
+@contextlib.contextmanager
+def _owning_processes(run: Run) -> Iterator[None]:
+    """Nothing this run starts outlives it (see autoloop.reaper): orphans re-parent to this process, the
+    engine's own helpers carry `<run>/engine`, and at the end every marked or adopted process is ended."""
+    reaper.become_subreaper()
+    before = reaper.child_pids()
+    old = os.environ.get(reaper.MARKER)
+    os.environ[reaper.MARKER] = f"{run.run_id}/engine"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(reaper.MARKER, None)
+        else:
+            os.environ[reaper.MARKER] = old
+        reaper.terminate(reaper.marked(prefix=f"{run.run_id}/") + reaper.adopted(before), grace=sandbox.GRACE_S)
+        reaper.become_subreaper(False)  # a process that drives runs in-process (a benchmark) is left as it was
+
+
+def _record_environment_stop(run: Run, line: str) -> None:
+    """Best effort: the disk that refused the last write may refuse this one too."""
+    with contextlib.suppress(Exception):
+        run.record("run_end", stop_reason="environment", status="failed", detail=line)
+    release_lock(run.dir)
 
 
 def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | None = None) -> None:
@@ -65,7 +124,8 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
         run.display.phase(n, "propose")
         cand, error = _propose(run, hist)
     durations["propose_s"] = time.time() - t0
-    run.record("iter_start", iter=n, candidate=cand.to_json(), redo_of=redo["iter"] if redo else None)
+    run.record("iter_start", iter=n, candidate=cand.to_json(), redo_of=redo["iter"] if redo else None,
+               baseline=baseline or None)
 
     # 2. run the candidate in a child (the baseline is scored as it is)
     status, res_value, peak = ("crash", None, 0.0) if error else ("ok", None, 0.0)
@@ -94,8 +154,6 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
     decision = None
     if status == "ok" and baseline:
         status, reason = "keep", "baseline"
-    elif status == "ok" and inc is None:
-        status, reason = "keep", "first measured state (the baseline could not be scored)"
     elif status == "ok":
         ref = inc_scores or Scores(inc.score, inc.components, inc.items)
         t = run.target
@@ -143,6 +201,41 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
                           "reason": reason}, best)
 
 
+def score_references(run: Run, interrupts) -> None:
+    """Score the target's reference points once per run (a child process, under the score budget), and
+    record them with the baseline (iteration 0) as the `references` event: `show` and `status` print them
+    beside the score. Skipped when the target declares none, or when the run already has them."""
+    t = run.target
+    hook = getattr(t, "reference_scores", None)
+    events = run.journal.events()
+    if not (callable(hook) or getattr(t, "baseline_label", None)):
+        return
+    done = next((e for e in events if e["kind"] == "references"), None)
+    if done is None:
+        base = next((r for r in replay(events, run.dir).iterations if r.iter == 0), None)
+        baseline = {"label": str(getattr(t, "baseline_label", None) or "baseline"), "iter": 0,
+                    "score": base.score if base else None, "components": base.components if base else {}}
+        scores, error = {}, None
+        if callable(hook):
+            it_dir = run.dir / "iters" / "000"
+            run.set_context(0, it_dir, "references")
+            budget = float(getattr(t, "score_budget_s", None) or t.budget_s)
+            run.display.phase(0, "references", budget)
+            res = run.child(0, it_dir, "references", {"gold": str(run.gold)}, budget, interrupts)
+            if res.status == "interrupted":
+                return  # asked again on resume
+            if res.status == "ok":
+                scores = {k: (None if v is None else {f: x for f, x in v.items() if f != "feedback"})
+                          for k, v in (res.value or {}).items()}
+            else:
+                error = f"{res.status}: " + (res.error.strip().splitlines() or [res.status])[-1][:300]
+        done = run.record("references", baseline=baseline, scores=scores, error=error)
+        if error:
+            run.display.message(f"[{run.run_id}] reference points could not be scored ({error}); see "
+                                f"{run.dir / 'iters' / '000' / 'references.log'}")
+    run.display.references(reference_points([done]))
+
+
 def _propose(run: Run, hist) -> tuple[Candidate, str]:
     import traceback
 
@@ -179,7 +272,8 @@ def _score(run: Run, hist, n: int, it_dir: Path, baseline: bool, interrupts):
 
 
 def _loop_state(run: Run, hist) -> LoopState:
-    done = [r for r in hist.iterations if r.iter > 0 and r.status != "interrupted"]
+    first = next((r.iter for r in hist.iterations if r.kept), -1)  # the measured baseline
+    done = [r for r in hist.iterations if r.iter > max(first, 0) and r.status != "interrupted"]
     since = 0
     for r in reversed(done):
         if r.kept:

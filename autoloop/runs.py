@@ -31,16 +31,19 @@ from typing import Any
 import psutil
 
 from autoloop import sandbox, store
-from autoloop.checkpoint import StateRepo, best_tag, tag_name
+from autoloop.checkpoint import StateRepo, best_tag, ref_problem, tag_name
 from autoloop.context import LLM_CALLS_FILE
 from autoloop.decide import StopLimits
+from autoloop.envfault import fault
 from autoloop.journal import JOURNAL, Journal, read_events
-from autoloop.progress import Display
-from autoloop.target import TargetError, gold_path, load_target, refuse_sealed_gold, sha256_file
+from autoloop.logcap import DEFAULT_CAP_MB
+from autoloop.progress import Display, progress_path
+from autoloop.target import TargetError, check_gold, gold_path, load_target, refuse_sealed_gold, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
             "anthropic", "optuna", "httpx", "numpy")
 DEFAULT_PATIENCE = 5
+FAILED = ("crash", "timeout", "oom", "nonfinite", "invalid")  # statuses of iterations that measured nothing
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -61,7 +64,9 @@ class Settings:
     target_score: float | None = None
     stop_file: str | None = None
     memory_cap_mb: float | None = None
+    max_log_mb: float = DEFAULT_CAP_MB  # per child log: head and tail kept, the middle dropped
     progress: bool | None = None  # None: live panel only on a terminal
+    progress_every: float | None = None  # seconds between progress lines when not on a terminal (None: 30; 0: off)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -91,8 +96,9 @@ class Run:
         self.gold = gold_path(target, self.target_path)
         self.repo = StateRepo(self.state_dir, self.runs_dir / "blobs", float(getattr(target, "large_file_mb", 1.0)))
         self.journal = Journal(self.dir)
-        self.display = Display(run_id, self.dir, target.direction, settings.progress)
+        self.display = Display(run_id, self.dir, target.direction, settings.progress, settings.progress_every)
         self._redo: dict | None = None
+        self.stop_detail = ""  # one line on why the run stopped, when the reason alone does not say
         self._ctx_env: dict[str, str] = {}
         self._child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
         started = time.time()
@@ -127,9 +133,11 @@ class Run:
         env.update(self._ctx_env)
         env["AUTOLOOP_PHASE"] = method
         cap = self.settings.memory_cap_mb or getattr(self.target, "memory_cap_mb", None)
+        progress_path(it_dir, method).unlink(missing_ok=True)  # a redone iteration starts with no stale progress
         call = sandbox.ChildCall(target_path=self.target_path, method=method, args=args,
                                  deadline=time.time() + budget_s, work_dir=it_dir, env=env,
-                                 memory_cap_mb=cap, label=method)
+                                 memory_cap_mb=cap, label=method, marker=f"{self.run_id}/{n:03d}/{method}",
+                                 log_cap_bytes=int(float(self.settings.max_log_mb or DEFAULT_CAP_MB) * 1e6))
         return sandbox.execute(call, should_abort=interrupts)
 
     def collect_llm_calls(self, n: int, it_dir: Path) -> list[dict]:
@@ -165,20 +173,57 @@ class Run:
             self.display.message(f"note: {self.target_path} changed during the run (recorded)")
         self._target_sha = digest
 
-    def stop_file_exists(self) -> bool:
+    def stop_file(self) -> Path | None:
+        """The stop file that exists now (the run's own first), or None."""
         files = [self.dir / "STOP", self.runs_dir / "STOP"]
         if self.settings.stop_file:
             files.append(Path(self.settings.stop_file))
-        return any(f.exists() for f in files)
+        return next((f for f in files if f.exists()), None)
+
+    def stop_file_exists(self) -> bool:
+        return self.stop_file() is not None
 
     def take_redo(self) -> dict | None:
         r, self._redo = self._redo, None
         return r
 
-    def finish(self, reason: str) -> None:
-        self.record("run_end", stop_reason=reason, status="interrupted" if reason == "sigint" else "finished")
-        self.display.message(f"[{self.run_id}] stopped: {reason}. See `autoloop show {self.run_id}`.")
+    def finish(self, reason: str, detail: str = "") -> None:
+        """Record the end; the closing message says why it stopped and what every iteration came to."""
+        extra: dict[str, Any] = {}
+        if reason == "stop_file":
+            sf = self.stop_file()
+            extra["stop_file"] = str(sf) if sf else None
+            if sf is not None and sf == self.dir / "STOP":
+                sf.unlink(missing_ok=True)  # the run's own stop file has done its job: `resume` goes on
+                detail = f"{sf} (removed: `autoloop resume {self.run_id}` continues)"
+            elif sf is not None:
+                detail = f"{sf} exists; every run in this folder stops while it does: rm {sf}"
+        status = {"sigint": "interrupted", "baseline_failed": "failed", "environment": "failed"}.get(reason, "finished")
+        self.record("run_end", stop_reason=reason, status=status, detail=detail or None, **extra)
+        why = f" ({detail})" if detail else ""
+        self.display.message(f"[{self.run_id}] stopped: {reason}{why}. {summary(self.journal.events())} "
+                             f"See `autoloop show {self.run_id}`.")
         release_lock(self.dir)
+
+
+def summary(events: list[dict]) -> str:
+    """'7 iterations: 2 kept, 3 reverted, 2 failed (1 crash: ValueError: x; 1 timeout: ...).'"""
+    ends = [e for e in events if e["kind"] == "iter_end"]
+    count = lambda st: sum(e["status"] == st for e in ends)  # noqa: E731
+    parts = [f"{count('keep')} kept", f"{count('revert')} reverted"]
+    failed = [e for e in ends if e["status"] in FAILED]
+    if failed:
+        why = []
+        for st in FAILED:
+            these = [e for e in failed if e["status"] == st]
+            if these:
+                why.append(f"{len(these)} {st}: {(these[-1].get('reason') or '')[:120]}")
+        parts.append(f"{len(failed)} failed ({'; '.join(why)})")
+    else:
+        parts.append("0 failed")
+    if count("interrupted"):
+        parts.append(f"{count('interrupted')} interrupted")
+    return f"{len(ends)} iterations: " + ", ".join(parts) + "."
 
 
 # -- creating and reopening runs --------------------------------------------------------------------
@@ -221,42 +266,92 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
     tpath = Path(target_path).resolve()
     gold = gold_path(target, tpath)
     refuse_sealed_gold(target, tpath)
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    if run_id is None:
-        base = f"{target.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_id, k = base, 1
-        while (settings.runs_dir / run_id).exists():
-            k += 1
-            run_id = f"{base}-{k}"
-    elif not RUN_ID_RE.match(run_id) or (settings.runs_dir / run_id).exists():
-        raise TargetError(f"--run-id {run_id!r}: must be new and use only letters, digits, '.', '_' or '-'")
-    final = settings.runs_dir / run_id
-    tmp = settings.runs_dir / f".creating-{run_id}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    check_gold(gold)
+    if run_id is not None:
+        problem = None if RUN_ID_RE.match(run_id) else "may use only letters, digits, '.', '_' or '-'"
+        problem = problem or ref_problem(run_id)
+        if problem:
+            raise TargetError(f"--run-id {run_id!r} {problem}; choose another name")
+    try:
+        settings.runs_dir.mkdir(parents=True, exist_ok=True)
+        run_id, final = _reserve(settings.runs_dir, target.name, run_id)
+    except OSError as e:
+        raise fault(e, settings.runs_dir) or e from None
+    tmp = settings.runs_dir / f".creating-{run_id}"  # unique: the run id is ours alone now
+
+    def undo() -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+
     try:
         repo = StateRepo(tmp / "state", settings.runs_dir / "blobs")
         repo.init()
+    except Exception as e:
+        undo()
+        raise fault(e, tmp) or TargetError(f"{tmp}: cannot create the state repository ({e}); check git works") from None
+    try:
         if callable(getattr(target, "setup", None)):
             target.setup(tmp / "state")
     except TargetError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        undo()
         raise
     except Exception as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise TargetError(f"{tpath}: target.setup() raised {type(e).__name__}: {e}; fix setup()") from None
-    os.replace(tmp, final)
-    acquire_lock(final)
-    run = Run(run_id, final, target, tpath, settings)
-    describe = getattr(target, "describe", None)
-    run.record("run_start", run_id=run_id, target_name=target.name, target_path=str(tpath),
-               target_sha256=sha256_file(tpath), gold_path=str(gold), gold_sha256=sha256_file(gold),
-               direction=target.direction, config={"engine": settings.to_json(), "target": _target_config(target)},
-               host=socket.gethostname(), platform=platform.platform(), python=sys.version.split()[0],
-               packages=_packages(), project_commit=_project_commit(tpath),
-               target_info=describe() if callable(describe) else None, state_dir=str(run.state_dir),
-               show_columns=list(getattr(target, "show_columns", None) or []),
-               user=getpass.getuser())
+        undo()
+        raise fault(e, tmp / "state") or TargetError(
+            f"{tpath}: target.setup() raised {type(e).__name__}: {e}; fix setup()") from None
+    try:
+        os.replace(tmp, final)  # onto the empty directory that reserved the name
+        acquire_lock(final)
+        run = Run(run_id, final, target, tpath, settings)
+        info = _describe(run)
+        run.record("run_start", run_id=run_id, target_name=target.name, target_path=str(tpath),
+                   target_sha256=sha256_file(tpath), gold_path=str(gold), gold_sha256=sha256_file(gold),
+                   direction=target.direction, config={"engine": settings.to_json(), "target": _target_config(target)},
+                   host=socket.gethostname(), platform=platform.platform(), python=sys.version.split()[0],
+                   packages=_packages(), project_commit=_project_commit(tpath),
+                   target_info=info, state_dir=str(run.state_dir),
+                   show_columns=list(getattr(target, "show_columns", None) or []),
+                   user=getpass.getuser())
+    except Exception as e:
+        f = fault(e, final)
+        if f is None:
+            raise
+        undo()  # a run without its first journal line is no run: leave nothing half-written
+        raise f from None
     return run
+
+
+def _reserve(runs_dir: Path, name: str, run_id: str | None) -> tuple[str, Path]:
+    """Claim a run id by creating its directory (atomic: two runs started in the same second cannot
+    both get it). A named run must be new; a default one takes the next free -2, -3, ... suffix."""
+    if run_id is not None:
+        try:
+            os.mkdir(runs_dir / run_id)
+        except FileExistsError:
+            raise TargetError(f"--run-id {run_id!r}: {runs_dir / run_id} already exists; choose a new name") from None
+        return run_id, runs_dir / run_id
+    base = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for k in range(1, 10_000):
+        rid = base if k == 1 else f"{base}-{k}"
+        try:
+            os.mkdir(runs_dir / rid)
+            return rid, runs_dir / rid
+        except FileExistsError:
+            continue
+    raise TargetError(f"{runs_dir}: no free run id for {base}; remove old runs")
+
+
+def _describe(run: Run) -> dict | None:
+    """The target's describe() (run metadata), showing each of its `warnings` as one line (e.g. a slow BLAS)."""
+    describe = getattr(run.target, "describe", None)
+    try:
+        info = describe() if callable(describe) else None
+    except Exception as e:  # metadata only: never worth refusing a run
+        run.display.message(f"note: target.describe() raised {type(e).__name__}: {e}; run metadata incomplete")
+        return None
+    for w in (info or {}).get("warnings") or []:
+        run.display.message(str(w))
+    return info
 
 
 def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None = None) -> Run:
@@ -272,12 +367,15 @@ def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None =
     saved["runs_dir"] = settings.runs_dir
     settings = Settings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(Settings)}})
     target = load_target(start["target_path"])
+    check_gold(gold_path(target, Path(start["target_path"])))
     acquire_lock(run_dir)
     run = Run(run_id, run_dir, target, Path(start["target_path"]), settings)
     tp = Path(start["target_path"])
     if sha256_file(tp) != start.get("target_sha256"):
         run.display.message(f"note: {tp} changed since the run started; the change is recorded")
-    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp))
+    info = _describe(run)
+    run.record("run_resume", pid=os.getpid(), target_sha256=sha256_file(tp),
+               **({"warnings": info["warnings"]} if info and info.get("warnings") else {}))
     _reconcile(run)
     return run
 
@@ -293,7 +391,9 @@ def _reconcile(run: Run) -> None:
         run.record("iter_end", iter=n, status="interrupted", scores=None, commit=None, tag=None,
                    reason="the engine stopped during this iteration (kill -9, crash or reboot); it is run again",
                    cost_usd=sum(float(c.get("cost_usd") or 0) for c in calls), llm_calls=len(calls))
-        if n > 0 or any(e["kind"] == "iter_end" and e["status"] != "interrupted" for e in events):
+        # A baseline is measured again anyway (the loop does so while nothing is kept); a candidate is redone.
+        if not started[n].get("baseline") and (
+                n > 0 or any(e["kind"] == "iter_end" and e["status"] != "interrupted" for e in events)):
             run._redo = {"iter": n, "candidate": started[n]["candidate"]}
     events = run.journal.events()
     kept = [e for e in events if e["kind"] == "iter_end" and e["status"] == "keep"]

@@ -5,7 +5,10 @@ implements `execute(call) -> ChildResult` the same way.
 
 Why a process group: the child may start its own children (a model server, an HTTP service). At the
 deadline the whole group gets SIGTERM, then, after a short grace, SIGKILL; descendants that moved to a
-group of their own are found with psutil and killed too. Peak RSS is the sum over the whole tree.
+group or session of their own are found through `reaper` (the child is a subreaper, so double-forked
+daemons stay in its tree; the environment marker finds the rest) and ended when the phase ends, however
+the child ended. Peak RSS is the sum over the whole tree. Output goes through a pipe into a `CappedLog`,
+so a flood cannot fill the disk.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from typing import Any, Callable
 
 import psutil
 
+from autoloop import reaper
+from autoloop.logcap import DEFAULT_CAP_MB, CappedLog
+
 GRACE_S = 5.0
 
 
@@ -34,6 +40,8 @@ class ChildCall:
     env: dict[str, str] = field(default_factory=dict)
     memory_cap_mb: float | None = None
     label: str = ""  # file prefix, e.g. "run" or "score"
+    marker: str = ""  # AUTOLOOP_CANDIDATE value (<run>/<iter>/<phase>) that everything the child starts inherits
+    log_cap_bytes: int = int(DEFAULT_CAP_MB * 1e6)
 
 
 @dataclass
@@ -64,6 +72,13 @@ def _rss_mb(procs: list[psutil.Process]) -> float:
     return total / 1e6
 
 
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def kill_tree(pid: int, known: list[psutil.Process] | None = None, grace: float = GRACE_S) -> None:
     """SIGTERM the process group and every known descendant, wait `grace`, then SIGKILL what is left."""
     try:
@@ -92,6 +107,17 @@ def kill_tree(pid: int, known: list[psutil.Process] | None = None, grace: float 
     psutil.wait_procs(procs, timeout=2)
 
 
+def _read_result(path: Path) -> dict | None:
+    """The child's result, or None when it left none (or something that is not one: never trusted)."""
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"ok": False, "kind": "crash", "error": f"the child's result file {path} is unreadable"}
+    return payload if isinstance(payload, dict) else None
+
+
 def execute(call: ChildCall, should_abort: Callable[[], bool] = lambda: False) -> ChildResult:
     call.work_dir.mkdir(parents=True, exist_ok=True)
     label = call.label or call.method
@@ -105,15 +131,25 @@ def execute(call: ChildCall, should_abort: Callable[[], bool] = lambda: False) -
     }))
     env = dict(os.environ)
     env.update(call.env)
+    if call.marker:
+        env[reaper.MARKER] = call.marker
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    before = reaper.child_pids()  # our own children now: anything new later is the candidate's orphan
     start = time.time()
-    with open(log_path, "ab") as log:
+    read_fd, write_fd = os.pipe()
+    try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "autoloop.child", str(spec_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, env=env,
             start_new_session=True,  # own process group: Ctrl-C in the terminal does not reach it
         )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    log = CappedLog(read_fd, log_path, call.log_cap_bytes)
     ps = psutil.Process(proc.pid)
     peak, known, status, poll = 0.0, [ps], None, 0.002
     last_sample = 0.0
@@ -125,7 +161,7 @@ def execute(call: ChildCall, should_abort: Callable[[], bool] = lambda: False) -
             poll = min(poll * 2, 0.2)
         now = time.time()
         if now - last_sample >= 0.2 or call.memory_cap_mb:
-            tree = _tree(ps)
+            tree = _tree(ps) + reaper.adopted(before, exclude=[proc.pid])
             known.extend(p for p in tree if p not in known)
             peak = max(peak, _rss_mb(tree))
             last_sample = now
@@ -139,11 +175,17 @@ def execute(call: ChildCall, should_abort: Callable[[], bool] = lambda: False) -
             kill_tree(proc.pid, known)
             proc.wait()
             break
-    # Descendants that outlived a normally exiting child (a leaked server) are killed too.
-    leftovers = [p for p in known if p.pid != proc.pid and p.is_running()]
-    if leftovers:
-        kill_tree(proc.pid, leftovers, grace=1.0)
     duration = time.time() - start
+    # Whatever the candidate started is ended now, however it detached: descendants seen while it ran,
+    # orphans this (subreaper) process inherited, and anything carrying the phase's marker.
+    leftovers = [p for p in known if p.pid != proc.pid and _alive(p)]
+    leftovers += reaper.adopted(before, exclude=[proc.pid])
+    if call.marker:
+        leftovers += reaper.marked(value=call.marker)
+    reaper.terminate(leftovers, grace=1.0 if status is None else GRACE_S)
+    log.close()
+    if log.error is not None:
+        raise log.error  # the disk is full or the log is not writable: an environment fault, not the candidate's
     res = ChildResult(status="ok", peak_rss_mb=round(peak, 1), duration_s=duration, log_path=log_path)
     if status == "timeout":
         res.status, res.error = "timeout", f"{call.method} exceeded its deadline after {duration:.1f}s; killed"
@@ -154,8 +196,8 @@ def execute(call: ChildCall, should_abort: Callable[[], bool] = lambda: False) -
     if status == "interrupted":
         res.status, res.error = "interrupted", f"{call.method} interrupted by the user"
         return res
-    if result_path.exists():
-        payload = json.loads(result_path.read_text())
+    payload = _read_result(result_path)
+    if payload is not None:
         if payload.get("ok"):
             res.value = payload.get("value")
             res.method_s = payload.get("method_s")
@@ -169,5 +211,7 @@ def execute(call: ChildCall, should_abort: Callable[[], bool] = lambda: False) -
         res.status, res.error = "oom", "child killed by SIGKILL (likely the system's out-of-memory killer)"
     else:
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-        res.status, res.error = "crash", f"child exited with code {rc} and no result\n{tail}"
+        how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals() else f"exited with code {rc}"
+        # The summary goes last: the iteration's reason is the error's last line.
+        res.status, res.error = "crash", f"{tail}\n{call.method}: the child {how} and left no result"
     return res

@@ -1,7 +1,12 @@
 """DuckDB query store: the journal's events, shaped as long-narrow tables users query with SQL.
 
 DuckDB allows one read-write process or many read-only ones, never both, so the loop opens, writes and
-closes per event, and readers open read-only and retry while a writer holds the lock. Writes never stop
+closes per event, and readers open read-only and retry while a writer holds the lock. A reader that
+cannot retry (the stock CLI, a dashboard) reads `snapshot()`'s consistent copy instead.
+
+New files are written in storage version STORAGE_VERSION, not the library's newest: the DuckDB CLI that a
+user installs from PyPI (`pip install duckdb-cli`, 1.5.x when this was written) cannot open files in the
+2.x format. The setting applies when a file is created; `autoloop db rebuild` rewrites an older file. Writes never stop
 the loop: if the lock cannot be had, the journal keeps the event and the next sync applies it (every sync
 applies all journal events past the run's recorded `journal_sync.seq`, so nothing is skipped or doubled).
 """
@@ -22,8 +27,13 @@ from autoloop.journal import JOURNAL, read_events
 
 def _locked(e: BaseException) -> bool:
     text = str(e).lower()
+    # "not a valid DuckDB database file": another process is creating the file this instant (two runs started
+    # in the same second); retried like a lock, so a truly corrupt file still fails, after the timeout.
     return isinstance(e, (duckdb.IOException, duckdb.ConnectionException)) and (
-        "lock" in text or "conflicting" in text or "being used" in text)
+        "lock" in text or "conflicting" in text or "being used" in text or "not a valid duckdb database" in text)
+
+
+STORAGE_VERSION = "v1.4.0"  # readable by duckdb / duckdb-cli >= 1.4
 
 
 def connect(db_path: Path, read_only: bool = False, timeout_s: float = 30.0) -> duckdb.DuckDBPyConnection:
@@ -31,7 +41,8 @@ def connect(db_path: Path, read_only: bool = False, timeout_s: float = 30.0) -> 
     @retry(retry=retry_if_exception(_locked), stop=stop_after_delay(timeout_s),
            wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True)
     def _open() -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(db_path), read_only=read_only)
+        return duckdb.connect(str(db_path), read_only=read_only,
+                              config={"storage_compatibility_version": STORAGE_VERSION})
 
     if read_only and not Path(db_path).exists():
         raise FileNotFoundError(f"{db_path}: no history yet; run `autoloop run TARGET.py` first")
@@ -105,14 +116,61 @@ def _m2_evaluations(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations]
+
+
+def _m3_reference_scores(con: duckdb.DuckDBPyConnection) -> None:
+    # Reference points of a run, scored once on the same gold set: what the target declares (e.g. a constant
+    # valid reply) and the baseline (iteration 0). kind: 'target' | 'baseline'; n: display order. If the
+    # target's reference_scores() failed, its error is in the `references` event (events.payload).
+    con.execute("""
+    CREATE TABLE reference_scores (run_id VARCHAR, name VARCHAR, kind VARCHAR, n INTEGER, score DOUBLE,
+        components VARCHAR, error VARCHAR, PRIMARY KEY (run_id, name));
+    """)
+
+
+
+
+def _m4_last_run(con: duckdb.DuckDBPyConnection) -> None:
+    """`last_run` (view: the newest run's row) and `last_run()` (macro: its id), so "the last run" needs no
+    subquery: `select * from curve where run_id = last_run()`. Newest = latest recorded event, the run
+    `autoloop show` picks with no RUN (a resumed older run is the last one)."""
+    con.execute("""
+    CREATE OR REPLACE VIEW last_run AS
+    SELECT r.* FROM runs r LEFT JOIN (SELECT run_id, max(ts) AS last_ts FROM events GROUP BY run_id) e USING (run_id)
+    ORDER BY coalesce(e.last_ts, r.started_at) DESC, r.run_id DESC LIMIT 1;
+    CREATE OR REPLACE MACRO last_run() AS (SELECT run_id FROM last_run);
+    """)
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m1_initial, _m2_evaluations, _m3_reference_scores, _m4_last_run]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class NewerSchemaError(RuntimeError):
+    """The history file was written by a newer autoloop than this one."""
+
+
+def newer_schema_message(db_path: Path | str, version: int) -> str:
+    return (f"{db_path} has history schema version {version}, newer than this autoloop understands "
+            f"({SCHEMA_VERSION}): it was written by a newer autoloop. Upgrade this one "
+            f"(pip install -U autoloop-engine), or point --runs-dir at another history.")
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest migration applied to this file (0 for an empty file)."""
+    try:
+        row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    except duckdb.CatalogException:
+        return 0
+    return int(row[0] or 0)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Apply each migration once, in order; returns the schema version."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
     done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    if done and max(done) > SCHEMA_VERSION:
+        raise NewerSchemaError(newer_schema_message(con.execute("PRAGMA database_list").fetchone()[2], max(done)))
     for version, fn in enumerate(MIGRATIONS, start=1):
         if version in done:
             continue
@@ -172,6 +230,16 @@ def apply_event(con: duckdb.DuckDBPyConnection, run_id: str, e: dict[str, Any]) 
                      e.get("redo_of")])
     elif kind == "iter_end":
         _apply_iter_end(con, run_id, e)
+    elif kind == "references":
+        con.execute("DELETE FROM reference_scores WHERE run_id = ?", [run_id])
+        rows = [[run_id, str(name), "target", n, _f((sc or {}).get("score")), _j((sc or {}).get("components")),
+                 None if sc else "no score"] for n, (name, sc) in enumerate((e.get("scores") or {}).items())]
+        b = e.get("baseline")
+        if b:
+            rows.append([run_id, f"{b.get('label') or 'baseline'} (iteration 0)", "baseline", len(rows),
+                         _f(b.get("score")), _j(b.get("components")), None])
+        if rows:
+            con.executemany("INSERT OR REPLACE INTO reference_scores VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     elif kind == "llm_calls":
         rows = []
         for c in e.get("calls") or []:
@@ -310,3 +378,40 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
         return cols, cur.fetchall()
     finally:
         con.close()
+
+
+def _sql_str(v: object) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def snapshot(db_path: Path, dest: Path, timeout_s: float = 60.0) -> Path:
+    """Write a consistent copy of the history to `dest` (atomic rename), in STORAGE_VERSION.
+
+    Why: DuckDB lets no reader in while the loop writes (open-write-close per event), so a client that
+    does not retry fails now and then. The copy is taken in one read-only transaction, and any number of
+    readers, the stock CLI included, can open it while the run goes on."""
+    db_path, dest = Path(db_path), Path(dest)
+    if not db_path.exists():
+        raise FileNotFoundError(f"{db_path}: no history yet; run `autoloop run TARGET.py` first")
+    if dest.resolve() == db_path.resolve():
+        raise ValueError(f"{dest}: the snapshot must not replace the history itself; name another file")
+    tmp = dest.with_name(dest.name + ".tmp")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    con = duckdb.connect()
+
+    @retry(retry=retry_if_exception(_locked), stop=stop_after_delay(timeout_s),
+           wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True)
+    def _attach() -> None:
+        con.execute(f"ATTACH {_sql_str(db_path)} AS autoloop_src (READ_ONLY)")
+
+    try:
+        _attach()
+        con.execute(f"ATTACH {_sql_str(tmp)} AS autoloop_snap (STORAGE_VERSION {_sql_str(STORAGE_VERSION)})")
+        con.execute("COPY FROM DATABASE autoloop_src TO autoloop_snap")
+        con.execute("DETACH autoloop_snap")
+        con.execute("DETACH autoloop_src")
+    finally:
+        con.close()
+    os.replace(tmp, dest)
+    return dest

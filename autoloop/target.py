@@ -28,7 +28,15 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     child_env() -> dict           extra environment for child processes (e.g. LD_PRELOAD of a BLAS)
     show_columns: list[str]       components `autoloop show` prints (default: all)
     large_file_mb: float          files above this size are stored by sha256 outside git (default 1)
-    describe() -> dict            extra run metadata (e.g. which BLAS, model path) for the runs table
+    describe() -> dict            extra run metadata (e.g. which BLAS, model path) for the runs table; its
+                                  "warnings" (list of one-line strings) are shown at run start and resume
+    reference_scores(gold) -> dict[str, Scores | float]
+                                  reference points scored once per run in a child (e.g. a constant reply): shown
+                                  beside the score by `show`, `status`, `best`; table reference_scores
+    baseline_label: str           what iteration 0 is, as a reference point (e.g. "untrained model")
+
+Progress: code running in a child may call `autoloop.progress.report(done=, total=, unit=, task=, **metrics)`;
+the engine shows it in its panel, its log lines and `autoloop status` (see autoloop/progress.py).
 """
 from __future__ import annotations
 
@@ -198,8 +206,13 @@ def validate_target(t: Any, p: Path | str = "<target>") -> None:
         if not callable(getattr(t, meth, None)):
             raise bad(meth, f"is missing or not callable; define `def {meth}(...)` (see autoloop/target.py)")
     name = getattr(t, "name", None)
-    if not isinstance(name, str) or not name or any(c in name for c in " /\\:~^?*[") or name.startswith("-"):
-        raise bad("name", "must be a non-empty string without spaces, slashes or git-special characters")
+    if not isinstance(name, str) or not name:
+        raise bad("name", f"is {name!r}; set a short non-empty string, e.g. name = 'my_task'")
+    from autoloop.checkpoint import ref_problem
+
+    problem = ref_problem(name)
+    if problem:
+        raise bad("name", f"{name!r} {problem}; it names runs and git tags: use letters, digits, '-', '_' and single dots")
     if getattr(t, "direction", None) not in ("max", "min"):
         raise bad("direction", f"is {getattr(t, 'direction', None)!r}; set it to 'max' or 'min'")
     budget = getattr(t, "budget_s", 300.0)
@@ -241,6 +254,46 @@ def refuse_sealed_gold(t: Any, target_file: Path) -> None:
         if name in splits and gold_path(type("G", (), {"gold": splits[name]})(), target_file) == gold:
             raise TargetError(f"{target_file}: target.gold is the sealed split {name!r} ({gold}); the loop never "
                               f"scores it: point gold at another split and read it with `autoloop eval --split {name}`")
+
+
+def check_gold(path: Path) -> None:
+    """Refuse a gold set that cannot be read, before anything is written (one line: file, line, fix).
+
+    The engine does not know a target's gold format; it checks what the file's name promises: every
+    line of a .jsonl/.ndjson file is JSON, a .json file is JSON, any other file is readable text or
+    bytes. A target with another contract simply names its file otherwise."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            next(iter(path.iterdir()), None)
+            return
+        data = path.read_bytes()
+    except OSError as e:
+        raise TargetError(f"{path}: gold set unreadable ({e.strerror or e}); fix its permissions or the target's `gold`") from None
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json"):
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise TargetError(f"{path}:{line}: gold set is not UTF-8 (byte {e.start}); save the file as UTF-8") from None
+    import json
+
+    if suffix == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as e:
+            raise TargetError(f"{path}:{e.lineno}: gold set is not valid JSON ({e.msg}); fix that line") from None
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TargetError(f"{path}:{n}: gold line is not valid JSON ({e.msg} at column {e.colno}); "
+                              f"fix the line (one JSON value per line)") from None
 
 
 def gold_path(t: Any, target_file: Path | None = None) -> Path:

@@ -254,13 +254,13 @@ def test_listings_and_export(runs_dir: Path, tmp_path: Path) -> None:
     import json
 
     runs = json.loads(autoloop(runs_dir, "runs", "--json").stdout)
-    assert len(runs) == 1 and runs[0]["iterations"] == 4
+    assert len(runs) == 1 and runs[0]["iterations"] == 3  # candidates, as --max-iters counts (baseline not one)
     best = json.loads(autoloop(runs_dir, "best", "--json").stdout)
     assert best["tag"].endswith(f"ckpt-{best['iter']:03d}")
     shown = json.loads(autoloop(runs_dir, "show", "--json").stdout)
     assert [r["iter"] for r in shown] == [0, 1, 2, 3] and "mae" in shown[0]
     csv_text = autoloop(runs_dir, "export", "--csv", "-").stdout
-    assert csv_text.splitlines()[0].startswith("iter,checkpoint,time,status,score,mae")
+    assert csv_text.splitlines()[0].startswith("run_id,iter,checkpoint,elapsed_s,status,score,mae")
     png = tmp_path / "curve.png"
     autoloop(runs_dir, "export", "--png", str(png))
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -1,10 +1,8 @@
-"""Batched generation, float32 loading, LoRA fusing and the BLAS choice, on the real converted SmolLM2."""
+"""Batched generation, float32 loading and LoRA fusing on the real converted SmolLM2 (the BLAS: test_blas.py)."""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -139,64 +137,3 @@ def test_fuse_zero_adapter_equals_base_and_trained_adapter_equals_unfused(folder
         fuse(folder, tmp_path / "trained", tmp_path / "fused")
     with pytest.raises(M.ModelError, match="adapters.safetensors"):
         fuse(folder, tmp_path, tmp_path / "fused-2")
-
-
-# ------------------------------------------------------------------------------------------------ BLAS
-
-
-def test_blas_env_only_when_a_library_exists(tmp_path, monkeypatch):
-    lib = tmp_path / "libopenblas.so.0"
-    lib.write_bytes(b"\x7fELF")  # only its existence matters to blas_env
-    monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.setenv("AUTOLOOP_BLAS", str(lib))
-    assert blas_env_of({"LD_PRELOAD": ""}) == {"LD_PRELOAD": str(lib)}
-    assert blas_env_of({"LD_PRELOAD": "/x/libfoo.so"}) == {"LD_PRELOAD": f"{lib}:/x/libfoo.so"}
-    assert blas_env_of({"LD_PRELOAD": str(lib)}) == {}  # already preloaded
-    monkeypatch.setenv("AUTOLOOP_BLAS", "none")
-    assert blas_env_of({}) == {}
-    monkeypatch.setenv("AUTOLOOP_BLAS", str(tmp_path / "missing.so"))
-    with pytest.raises(FileNotFoundError, match="AUTOLOOP_BLAS"):
-        blas.blas_env({})
-    monkeypatch.delenv("AUTOLOOP_BLAS")
-    found = blas.find_openblas()
-    assert blas_env_of({}) == ({"LD_PRELOAD": str(found)} if found else {})
-    monkeypatch.setattr(sys, "platform", "darwin")
-    monkeypatch.setenv("AUTOLOOP_BLAS", str(lib))
-    assert blas_env_of({}) == {}
-
-
-def blas_env_of(base: dict[str, str]) -> dict[str, str]:
-    return blas.blas_env(base)
-
-
-_INFO = "import json; from autoloop.mlx.blas import blas_info; print(json.dumps(blas_info()))"
-
-
-@pytest.mark.skipif(sys.platform == "darwin" or blas.find_openblas() is None,
-                    reason="no system OpenBLAS (apt-get install libopenblas0-pthread)")
-def test_child_with_blas_env_uses_openblas_and_is_faster():
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    plain = json.loads(subprocess.run([sys.executable, "-c", _INFO], env=env, capture_output=True, text=True,
-                                      check=True).stdout)
-    fast = json.loads(subprocess.run([sys.executable, "-c", _INFO], env={**env, **blas.blas_env(env)},
-                                     capture_output=True, text=True, check=True).stdout)
-    assert plain["blas"] == "mlx-bundled" and fast["blas"] == "openblas"
-    assert fast["matmul_gflops_1024_f32"] > 3 * plain["matmul_gflops_1024_f32"], (plain, fast)
-
-
-def test_use_openblas_in_process_binds_before_mlx_import():
-    code = ("import json; from autoloop.mlx.blas import use_openblas_in_process, blas_info; "
-            "lib = use_openblas_in_process(); import mlx.core; "
-            "print(json.dumps([str(lib) if lib else None, blas_info(measure=False)['blas'], "
-            "use_openblas_in_process()]))")
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    lib, kind, again = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                                 text=True, check=True).stdout)
-    found = blas.find_openblas()
-    assert again is None  # mlx is imported now: too late to switch
-    if sys.platform == "darwin":
-        assert (lib, kind) == (None, "accelerate")
-    elif found is None:
-        assert (lib, kind) == (None, "mlx-bundled")
-    else:
-        assert (lib, kind) == (str(found), "openblas")

@@ -93,3 +93,18 @@ def test_after_warmup_grpo_and_sft_alternate_so_history_compares_them() -> None:
     # the realistic gold is the loop's exam; the sealed split is named but never the loop's gold
     assert t.gold.name == "sfia_real.jsonl" and t.gold_splits["sealed"] != t.gold and "sealed" in t.sealed_splits
     assert t.bootstrap["stat"] == "diff"
+
+
+def test_reference_point_is_the_constant_valid_reply_on_the_same_gold() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "targets"))
+    from sfia_grpo import SfiaGRPO
+
+    t = SfiaGRPO()
+    refs = t.reference_scores(t.gold)
+    const = refs["constant valid reply"]
+    assert 0.4 < const.score < 0.5  # JSON validity and non-hallucination alone carry 0.45 of the weight
+    assert const.components["json_validity"] == 1.0 and const.components["hallucination"] == 0.0
+    assert len(const.items) == sum(1 for line in t.gold.read_text().splitlines() if line.strip()) and t.baseline_label == "untrained model"
+    assert SfiaGRPO(gold_limit=10).reference_scores(t.gold)["constant valid reply"].items.keys() <= const.items.keys()

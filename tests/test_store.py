@@ -25,6 +25,10 @@ DOCUMENTED = {
     "llm_calls": ["run_id", "iter", "n", "ts", "phase", "provider", "model", "input_tokens", "output_tokens",
                   "cache_read_tokens", "cache_creation_tokens", "cost_usd", "latency_s", "cache_hit", "status",
                   "error", "retries", "request_hash", "purpose"],
+    "reference_scores": ["run_id", "name", "kind", "n", "score", "components", "error"],
+    "evaluations": ["eval_id", "ts", "run_id", "checkpoint", "commit", "target_path", "target_sha256", "gold_path",
+                    "gold_sha256", "split", "options", "status", "error", "duration_s", "score", "components", "info"],
+    "eval_items": ["eval_id", "item_id", "value"],
     "journal_sync": ["run_id", "seq"],
     "schema_migrations": ["version", "applied_at"],
 }
@@ -40,7 +44,7 @@ def test_schema_matches_documentation_and_migrations_apply_once(tmp_path: Path) 
         got = [r[0] for r in con.execute(f"describe {table}").fetchall()]
         assert got == cols, table
     views = {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
-    assert {"curve", "best"} <= views
+    assert {"curve", "best", "last_run"} <= views
     con.close()
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for table in DOCUMENTED:

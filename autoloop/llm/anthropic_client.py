@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from autoloop.llm.client_base import BaseClient
-from autoloop.llm.redact import redact, register_secret
+from autoloop.llm.redact import redact, redact_reply, register_secret
 from autoloop.llm.types import LLMRequest, LLMResult
 
 DEFAULT_TASK_MODEL = "claude-haiku-4-5"
@@ -133,7 +133,7 @@ class AnthropicClient(BaseClient):
             res = results.get(f"r{i}")
             if res is not None and res.type == "succeeded":
                 u = self._usage(res.message)
-                text = u.pop("text")
+                text = redact_reply(u.pop("text"))
                 cost = self._cost(u, batch=True)
                 spent += cost
                 r = LLMResult(text=text, ok=True, model=self.model_id, input_tokens=u["input_tokens"],

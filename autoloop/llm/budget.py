@@ -1,9 +1,10 @@
 """The hard dollar cap, enforced before spending.
 
-The engine tells each phase how many dollars remain (AUTOLOOP_COST_REMAINING). A call reserves its
-worst-case cost (all input at cache-write price, all `max_tokens` at output price) before it is sent;
-concurrent calls see each other's reservations, so together they can never exceed the cap. After the
-call the reservation is replaced by the real cost.
+The engine tells every phase how many dollars remained when the iteration started
+(AUTOLOOP_COST_REMAINING); `context.cost_remaining()` subtracts what the iteration's calls recorded
+since, in any phase or process. A call reserves its worst-case cost (all input at cache-write price,
+all `max_tokens` at output price) before it is sent; concurrent calls see each other's reservations, so
+together they can never exceed the cap. After the call it is recorded, then the reservation released.
 """
 from __future__ import annotations
 
@@ -51,14 +52,23 @@ class Budget:
             self.spent = 0.0
         self._ctx = ctx
 
+    def available(self) -> float | None:
+        """Dollars a new reservation may take now (None: no cap)."""
+        cap = self.cap()
+        if cap is None:
+            return None
+        if self._cap is None and context.iter_dir() is not None:
+            return cap - self.reserved  # inside a run: settled calls are already in the iteration's records
+        return cap - self.spent - self.reserved
+
     def reserve(self, usd: float) -> float:
         with self._lock:
             self._sync_context()
-            cap = self.cap()
-            if cap is not None and self.spent + self.reserved + usd > cap + 1e-12:
+            left = self.available()
+            if left is not None and usd > left + 1e-12:
                 raise BudgetExceeded(
-                    f"call refused: it could cost ${usd:.4f} but only ${max(cap - self.spent - self.reserved, 0):.4f} "
-                    f"of the ${cap:.4f} budget is left; raise --max-cost or lower max_tokens"
+                    f"call refused: it could cost ${usd:.4f} but only ${max(left, 0):.4f} "
+                    f"of the budget is left; raise --max-cost or lower max_tokens"
                 )
             self.reserved += usd
             return usd

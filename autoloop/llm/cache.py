@@ -2,6 +2,8 @@
 
 Why: re-scoring an unchanged prompt on a gold item, or resuming after a crash, must cost no call.
 Only deterministic requests (temperature 0) are cached; a hit makes no HTTP request at all.
+Everything stored is redacted first (API keys, bearer tokens): the cache file outlives the key, is
+copied with the runs folder, and a reply can echo a key.
 Location: $AUTOLOOP_CACHE_DIR/llm_cache.sqlite, else beside the run history (the `runs/` folder that
 holds history.duckdb, found from AUTOLOOP_ITER_DIR), else ./runs/llm_cache.sqlite.
 """
@@ -14,6 +16,8 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+from autoloop.llm.redact import redact_reply
 
 FILE_NAME = "llm_cache.sqlite"
 
@@ -68,7 +72,7 @@ class ResponseCache:
         c = self._conn()
         try:
             c.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?)",
-                      (key, provider, model, json.dumps(response), time.time()))
+                      (key, provider, model, redact_reply(json.dumps(response)), time.time()))
         finally:
             c.close()
 

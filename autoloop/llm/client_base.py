@@ -20,7 +20,7 @@ from autoloop import context
 from autoloop.llm.budget import Budget, default_budget, max_cost
 from autoloop.llm.cache import ResponseCache, request_key
 from autoloop.llm.prices import Price, price_for
-from autoloop.llm.redact import redact
+from autoloop.llm.redact import redact, redact_reply
 from autoloop.llm.types import BudgetExceeded, LLMRequest, LLMResult
 
 
@@ -140,16 +140,21 @@ class BaseClient(abc.ABC):
         except Exception as e:  # noqa: BLE001 - every API failure becomes a recorded error, not an answer
             err = redact(f"{type(e).__name__}: {e}")[:500]
         cost = self._cost(usage) if text is not None else 0.0
-        self.budget.settle(reserved, cost)
+        if text is not None:
+            text = redact_reply(text)  # a reply that echoes a key must not carry it into the cache, a log or git
         r = LLMResult(text=text, ok=text is not None, error=err, model=self.model_id,
                       input_tokens=int(usage.get("input_tokens", 0)), output_tokens=int(usage.get("output_tokens", 0)),
                       cache_read_tokens=int(usage.get("cache_read_tokens", 0)),
                       cache_creation_tokens=int(usage.get("cache_creation_tokens", 0)),
                       cost_usd=cost, latency_s=time.time() - t0, retries=max(attempts - 1, 0),
                       request_hash=key, tag=req.tag)
-        if r.ok and self.cacheable(req):
-            self.cache.put(key, self.provider, self.model_id, {"text": text, "usage": usage})  # type: ignore[union-attr]
-        self._record(r, req, http=attempts)
+        try:
+            if r.ok and self.cacheable(req):
+                self.cache.put(key, self.provider, self.model_id, {"text": text, "usage": usage})  # type: ignore[union-attr]
+            self._record(r, req, http=attempts)
+        finally:
+            # Released only once the call is on record: the cap never loses sight of its cost in between.
+            self.budget.settle(reserved, cost)
         return r
 
     def complete_many(self, reqs: list[LLMRequest]) -> list[LLMResult]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import re
 
-_PATTERNS = [
-    re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"sk-[A-Za-z0-9_\-]{20,}"),
+_KEY_SHAPES = [
+    re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{20,}"),
+]
+_PATTERNS = _KEY_SHAPES + [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
     re.compile(r"(?i)((?:x-api-key|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}"),
 ]
@@ -39,4 +41,16 @@ def redact(text: object) -> str:
         s = s.replace(secret, "[REDACTED]")
     for pat in _PATTERNS:
         s = pat.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", s)
+    return s
+
+
+def redact_reply(text: object) -> str:
+    """Redact a model's reply before it is cached or returned: known secret values and key-shaped
+    tokens only. The header patterns of `redact` are left out: a reply may legitimately say
+    "authorization: required" and must not be altered."""
+    s = str(text)
+    for secret in _secrets():
+        s = s.replace(secret, "[REDACTED]")
+    for pat in _KEY_SHAPES:
+        s = pat.sub("[REDACTED]", s)
     return s

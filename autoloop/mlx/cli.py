@@ -67,7 +67,7 @@ def fuse_cmd(model_name: str, adapter_dir: str, out_dir: str, dequantize: bool) 
 @click.option("--max-tokens", default=96, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def bench(model_name: str, batch_sizes: str, max_tokens: int, as_json: bool) -> None:
-    """Greedy batched generation throughput in this process (run it with and without OpenBLAS preloaded)."""
+    """Greedy batched generation throughput in this process (compare BLAS choices with AUTOLOOP_BLAS=none|pip|system)."""
     from autoloop.mlx.blas import blas_info
     from autoloop.mlx.generation import bench_generation, load_model
 

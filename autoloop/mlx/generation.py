@@ -40,11 +40,21 @@ def encode_chats(tokenizer, messages_list: list[list[dict]]) -> list[list[int]]:
 
 
 def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]], max_tokens: int,
-                              temperature: float = 0.0, batch_size: int = 16,
-                              seed: int = 0) -> tuple[list[str], dict[str, Any]]:
-    """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second."""
+                              temperature: float = 0.0, batch_size: int = 16, seed: int = 0,
+                              logits_processors: list | None = None,
+                              progress_task: str | None = "generate") -> tuple[list[str], dict[str, Any]]:
+    """generate_batch, plus what it cost: prompt/generated token counts, wall seconds, tokens per second.
+
+    Inside an autoloop child it reports replies finished out of the total (and tokens/s) through
+    `autoloop.progress` under `progress_task` (None: silent).
+
+    `logits_processors`, when given, holds one entry per chat: a list of mlx-lm logits processors
+    (`processor(tokens, logits) -> logits`, called once per decoding step with that row's tokens so far and
+    its (1, vocab) logits) or a single processor. Use it to constrain decoding, e.g. to mask every token a
+    grammar does not allow: the processor is stateful and owned by its row; it sees the token chosen at the
+    previous step as `tokens[-1]` (at its first call, `tokens[-1]` is the last prompt token).
+    """
     import mlx.core as mx
-    from mlx_lm import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
     if batch_size < 1:
@@ -54,22 +64,78 @@ def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]],
     prompts = encode_chats(tokenizer, messages_list)
     mx.random.seed(seed)
     start = time.perf_counter()
-    resp = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, sampler=make_sampler(temp=temperature),
-                          completion_batch_size=batch_size, prefill_batch_size=batch_size,
-                          return_token_ids=True)
+    rows = None
+    if logits_processors is not None:
+        if len(logits_processors) != len(prompts):
+            raise ValueError(f"logits_processors: {len(logits_processors)} entries for {len(prompts)} chats; "
+                             "pass one (list of) processor(s) per chat")
+        rows = [list(p) if isinstance(p, (list, tuple)) else [p] for p in logits_processors]
+    token_ids = _batch_generate(model, tokenizer, prompts, max_tokens, make_sampler(temp=temperature), batch_size,
+                                progress_task, rows)
     wall = time.perf_counter() - start
-    generated = sum(len(t) for t in resp.token_ids)
+    generated = sum(len(t) for t in token_ids)
     stats = {"prompts": len(prompts), "prompt_tokens": sum(len(p) for p in prompts), "generated_tokens": generated,
              "wall_s": round(wall, 3), "tokens_per_s": round(generated / wall, 2) if wall > 0 else 0.0,
              "batch_size": batch_size, "max_tokens": max_tokens, "temperature": temperature}
-    return list(resp.texts), stats
+    return [tokenizer.decode(t) for t in token_ids], stats
+
+
+def _batch_generate(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, batch_size: int,
+                    progress_task: str | None, processors: list[list] | None = None) -> list[list[int]]:
+    """mlx-lm's `batch_generate` (the same BatchGenerator, settings and stop handling, so the same tokens),
+    driven here so finished replies can be counted while the batch runs, and so each row may have its own
+    logits processors (batch_generate only takes one shared list)."""
+    from mlx_lm.generate import BatchGenerator
+
+    from autoloop import progress
+
+    gen = BatchGenerator(model, stop_tokens=[[t] for t in tokenizer.eos_token_ids], sampler=sampler,
+                         completion_batch_size=batch_size, prefill_batch_size=batch_size)
+    n, finished, tokens, finished_tokens = len(prompts), 0, 0, 0
+    results: dict[int, list[int]] = {}
+    done: set[int] = set()
+    t0 = time.perf_counter()
+
+    active = bool(progress_task) and progress.enabled()
+
+    def report() -> None:
+        if not active:
+            return
+        rate = tokens / max(time.perf_counter() - t0, 1e-9)
+        # Time left from tokens, not replies: rows of a batch finish together, so a rate of finished replies
+        # says little until the end. A running row may go to max_tokens until a batch's worth of replies has
+        # finished; from then on it is expected to be as long as they were on average.
+        expect = finished_tokens / finished if finished >= min(batch_size, n) else max_tokens
+        left = sum(max(expect - len(ids), 1.0) for uid, ids in results.items() if uid not in done)
+        progress.report(done=finished, total=n, unit="replies", task=progress_task, tokens_per_s=rate,
+                        eta_s=left / rate if rate > 0 else None)
+
+    report()
+    try:
+        uids = gen.insert(prompts, [max_tokens] * n, **({"logits_processors": processors} if processors else {}))
+        results.update({uid: [] for uid in uids})
+        while responses := gen.next_generated():
+            for r in responses:
+                if r.finish_reason != "stop":
+                    results[r.uid].append(r.token)
+                    tokens += 1
+                if r.finish_reason is not None:
+                    finished += 1
+                    finished_tokens += len(results[r.uid])
+                    done.add(r.uid)
+            report()
+    finally:
+        gen.close()
+    return [results[uid] for uid in uids]
 
 
 def generate_batch(model, tokenizer, messages_list: list[list[dict]], max_tokens: int, temperature: float = 0.0,
-                   batch_size: int = 16, seed: int = 0) -> list[str]:
+                   batch_size: int = 16, seed: int = 0, logits_processors: list | None = None) -> list[str]:
     """One reply per chat (a list of {"role", "content"} messages), in input order, `batch_size` sequences
-    decoded together. temperature 0 is greedy and deterministic; otherwise sampling is seeded by `seed`."""
-    return generate_batch_with_stats(model, tokenizer, messages_list, max_tokens, temperature, batch_size, seed)[0]
+    decoded together. temperature 0 is greedy and deterministic; otherwise sampling is seeded by `seed`.
+    `logits_processors`: one (list of) mlx-lm logits processor(s) per chat, see generate_batch_with_stats."""
+    return generate_batch_with_stats(model, tokenizer, messages_list, max_tokens, temperature, batch_size, seed,
+                                     logits_processors)[0]
 
 
 BENCH_TOPICS = ["the water cycle", "how a bicycle works", "the history of Paris", "photosynthesis", "volcanoes",

@@ -326,7 +326,12 @@ def train_grpo(model, tokenizer, prompts: Sequence, reward_fn: Callable, optimiz
                config: GRPOConfig, deadline: float, on_step: Optional[Callable] = None) -> dict:
     """Run GRPO steps until `deadline` (time.time()), `config.max_steps` batches, or
     on_step returns False. Never starts a step it expects not to finish; a step whose
-    generation overruns the deadline is dropped. Returns stats (see keys below)."""
+    generation overruns the deadline is dropped. Returns stats (see keys below).
+
+    Inside an autoloop child each step is reported through `autoloop.progress` (task "GRPO": steps this
+    cycle, global step, mean reward of the last 10 steps, loss, sampled tokens/s, time left to the deadline)."""
+    from autoloop import progress
+
     if not prompts:
         raise ValueError("train_grpo: no prompts")
     cfg = config
@@ -351,6 +356,17 @@ def train_grpo(model, tokenizer, prompts: Sequence, reward_fn: Callable, optimiz
     step_est = 0.0
     t_start = time.time()
     step = cfg.start_step
+
+    def report() -> None:
+        recent = stats["rewards"][-10:]
+        progress.report(done=stats["batches"], total=cfg.max_steps, unit="steps", task="GRPO", step=step,
+                        reward=sum(recent) / len(recent) if recent else None,
+                        loss=next((x for x in reversed(stats["losses"]) if x is not None), None),
+                        tokens_per_s=stats["completion_tokens"] / stats["gen_seconds"] if stats["gen_seconds"] else None,
+                        skipped_groups=stats["skipped_groups"] or None,
+                        eta_s=None if cfg.max_steps else max(0.0, deadline - time.time()))
+
+    report()
     model.train()
     while True:
         if cfg.max_steps is not None and stats["batches"] >= cfg.max_steps:
@@ -434,6 +450,7 @@ def train_grpo(model, tokenizer, prompts: Sequence, reward_fn: Callable, optimiz
         dt = time.time() - t0
         stats["step_seconds"].append(dt)
         step_est = dt if not step_est else max(dt, 0.5 * (dt + step_est))
+        report()
         if on_step is not None:
             info = {"step": step, "reward_mean": stats["rewards"][-1], "loss": loss_val,
                     "completion_tokens": n_comp, "seconds": dt, "skipped_groups": stats["skipped_groups"],

@@ -81,7 +81,12 @@ def train_sft(model, tokenizer, examples: Sequence[dict], optimizer, deadline: f
               start_step: int = 0, max_seq_length: int = 1024) -> dict:
     """Train LoRA on `examples` until `deadline` (time.time()), `max_steps` or on_step
     returning False. A step is started only if the estimated step time (running max-ish
-    average of past steps) fits before the deadline. Returns stats."""
+    average of past steps) fits before the deadline. Returns stats.
+
+    Inside an autoloop child each step is reported through `autoloop.progress` (task "SFT": steps this
+    cycle, global step, loss, processed tokens/s, time left until the deadline)."""
+    from autoloop import progress
+
     if not examples:
         raise ValueError("train_sft: no examples")
     encoded = [encode_example(tokenizer, e) for e in examples]
@@ -91,6 +96,15 @@ def train_sft(model, tokenizer, examples: Sequence[dict], optimizer, deadline: f
     est = 0.0
     t_start = time.time()
     step = start_step
+
+    def report() -> None:
+        secs = sum(stats["step_seconds"])
+        progress.report(done=stats["steps"], total=max_steps, unit="steps", task="SFT", step=step,
+                        loss=stats["losses"][-1] if stats["losses"] else None,
+                        tokens_per_s=stats["processed_tokens"] / secs if secs else None,
+                        eta_s=None if max_steps else max(0.0, deadline - time.time()))
+
+    report()
     while True:
         if max_steps is not None and stats["steps"] >= max_steps:
             stats["stopped_by"] = "max_steps"
@@ -112,6 +126,7 @@ def train_sft(model, tokenizer, examples: Sequence[dict], optimizer, deadline: f
         stats["tokens"] += int(ntok.item())
         stats["processed_tokens"] += sum(lens)
         stats["step_seconds"].append(dt)
+        report()
         if on_step is not None and on_step({"step": step, "loss": stats["losses"][-1], "seconds": dt}) is False:
             stats["stopped_by"] = "callback"
             break
