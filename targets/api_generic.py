@@ -57,7 +57,8 @@ Each iteration: TPE proposes a config (configs with any wrong answer are infeasi
 that changed several knobs, each is ablated in turn so a knob that only costs is dropped); incumbent
 and candidate start side by side, replay the calls `repeats` times interleaved, and the engine keeps
 the candidate only when the 95% block-bootstrap interval of p95(candidate)/p95(incumbent) lies below
-0.95 and no answer is wrong. `autoloop show` lists config, p95, p50, correctness and concurrency.
+0.95 and no answer is wrong. `autoloop show` lists config, p95, p95_ratio (candidate/incumbent, measured
+side by side: the number to read on a busy machine), p50, correctness and concurrency.
 """
 from autoloop.services import ApiTarget
 from autoloop.services.example import CALLS as EXAMPLE_CALLS
