@@ -208,6 +208,8 @@ def report(service: str, runs: dict[str, list[dict]], max_iters: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds first-seed .. first-seed+seeds-1 (to split one bench over processes or sittings)")
     ap.add_argument("--max-iters", type=int, default=15)
     ap.add_argument("--services", default=",".join(SERVICES), help="comma-separated subset of " + ",".join(SERVICES))
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of " + ",".join(ARMS))
@@ -239,7 +241,7 @@ def main() -> None:
               f"orders repeats={a.orders_repeats}; demo rows={a.demo_rows} calls={a.demo_calls} "
               f"repeats={a.demo_repeats}", flush=True)
         t0 = time.time()
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             for service in services:
                 for arm in (arms if seed % 2 == 0 else list(reversed(arms))):
                     runs[service][arm].append(run_one(service, arm, seed, a))
