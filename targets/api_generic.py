@@ -1,4 +1,4 @@
-"""Tune your own HTTP service: copy this file anywhere, edit the `target = ApiTarget(...)` lines, run it.
+r"""Tune your own HTTP service: copy this file anywhere, edit the `target = ApiTarget(...)` lines, run it.
 
     autoloop run api_generic.py                    (as shipped: tunes the example orders service)
 
@@ -14,6 +14,7 @@ What autoloop needs from you (the lines at the bottom):
     space     the knobs: {"workers": ("int", 1, 8), "cache": ("cat", ["none", "lru"]),
               "ttl_s": ("float", 1.0, 60.0, True)}  (True = log scale)
     baseline  the config you run today; its answers are the correct ones
+    concurrency  how many calls are in flight at once while measuring (the score's meaning; below)
 
 The calls file is JSONL, one call per line:
 
@@ -36,7 +37,7 @@ Make the calls from traffic you already have:
     # or by hand, from any list of URLs:
     with open("urls.txt") as f, open("calls.jsonl", "w") as out:
         for i, url in enumerate(f.read().split()):
-            out.write(json.dumps({"id": f"u{i}", "path": url}) + "\\n")
+            out.write(json.dumps({"id": f"u{i}", "path": url}) + "\n")
 
 Calls that change data (a payment, a counter, an insert, even made by GET) answer differently on a
 second replay. The baseline check catches that and stops before anything is written, naming the calls;
@@ -56,7 +57,8 @@ Each iteration: TPE proposes a config (configs with any wrong answer are infeasi
 that changed several knobs, each is ablated in turn so a knob that only costs is dropped); incumbent
 and candidate start side by side, replay the calls `repeats` times interleaved, and the engine keeps
 the candidate only when the 95% block-bootstrap interval of p95(candidate)/p95(incumbent) lies below
-0.95 and no answer is wrong. `autoloop show` lists config, p95, p50, correctness and concurrency.
+0.95 and no answer is wrong. `autoloop show` lists config, p95, p95_ratio (candidate/incumbent, measured
+side by side: the number to read on a busy machine), p50, correctness and concurrency.
 """
 from autoloop.services import ApiTarget
 from autoloop.services.example import CALLS as EXAMPLE_CALLS
@@ -70,5 +72,6 @@ target = ApiTarget(
     space={"index": ("cat", [False, True]), "cache": ("cat", ["none", "lru", "stale"]),
            "threads": ("int", 1, 4), "sync_log": ("cat", [False, True])},
     baseline={"index": False, "cache": "none", "threads": 1, "sync_log": False},
+    concurrency=1,  # calls in flight at once: 1 = the score is the p95 a sequential client sees
     restart_between_replays=True,  # the example's GET /pay?order= changes data: remove this line to see the check
 )

@@ -25,9 +25,10 @@ with all answers correct in full; every member is recorded in the `trials` table
 2 from Optuna TPE over api_demo/config.py's SPACE, 2 one-knob neighbours of the best configs so far, 2
 uniformly random (default without an API key). A config with any wrong answer is infeasible to TPE (Optuna
 constraints): it learns to avoid the wrong caches instead of ignoring them. After a keep that changed
-several knobs, the batch starts with that config minus each changed knob (one-knob ablations), so a knob
-that rode along with a real gain and only costs is dropped next. With ANTHROPIC_API_KEY set, an LLM reads
-the space and the history and names the first config (autoloop.proposers.search.LLMSearchProposer, capped by
+several knobs, that config minus each changed knob (one-knob ablations) takes the neighbours' places in
+the next batches, so a knob that rode along with a real gain and only costs is dropped next. With
+ANTHROPIC_API_KEY set, an LLM reads the space and the history and names the first config
+(autoloop.proposers.search.LLMSearchProposer, capped by
 --max-cost; TPE takes over for any reply that is not a new point of the space).
 
 Environment overrides (used by bench/api_proposers.py): API_TUNING_PROPOSER=auto|tpe|random|llm (the

@@ -21,9 +21,12 @@ def runs_dir(tmp_path: Path) -> Path:
 
 def autoloop(runs_dir: Path, *args: str, env: dict | None = None, check: bool = True, timeout: float = 300,
              **kw) -> subprocess.CompletedProcess:
-    """Run the real CLI in a child process, as a user would."""
+    """Run the real CLI in a child process, as a user would. The child imports this checkout's package even
+    when `cwd` is outside it (PYTHONPATH), as an install of this checkout would: without it, a test run from
+    a second worktree would exercise whichever checkout the venv has installed."""
     e = dict(os.environ)
-    e.update({"AUTOLOOP_RUNS_DIR": str(runs_dir), "COLUMNS": "200"})
+    e.update({"AUTOLOOP_RUNS_DIR": str(runs_dir), "COLUMNS": "200",
+              "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])})
     e.update(env or {})
     p = subprocess.run([sys.executable, "-m", "autoloop", *args], capture_output=True, text=True, env=e,
                        timeout=timeout, cwd=kw.pop("cwd", ROOT), **kw)

@@ -217,6 +217,12 @@ def test_after_a_bundled_keep_each_changed_knob_is_ablated_in_turn():
     assert [c.params["index"], c.params["slow_log"]] == [False, True]
     assert c.params["alternatives"][0] == {"index": True, "slow_log": False, "n": 1}
     assert c.description == "tpe: screen 5 configs (2 ablations + 2 tpe + 1 random), measure the best in full"
+    # a keep that changed three knobs, batch 6 = 2 tpe + 2 neighbours + 2 random: ablations take the neighbours'
+    # places only, so the sampler and the random members keep theirs
+    wide = [recs[0], IterationRecord(iter=1, status="keep", params={"index": True, "slow_log": True, "n": 9}, score=4.0)]
+    c = OptunaProposer(space, seed=0, defaults=base, batch=6, neighbours=2, explore=2).propose(
+        History(run_id="t", direction="min", iterations=wide))
+    assert c.description == "tpe: screen 6 configs (2 ablations + 2 tpe + 2 random), measure the best in full"
     assert OptunaProposer(space, seed=0, defaults=base, ablate=False).propose(
         History(run_id="t", direction="min", iterations=recs[:2])).description.startswith("tpe: ")
 

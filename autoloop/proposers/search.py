@@ -350,8 +350,8 @@ class OptunaProposer(_Base):
     default on; see the module docstring), first in the batch.
     In a batch, `neighbours` members are one-knob changes of the best feasible configs measured so far (a
     local move the sampler's per-knob densities rarely make when a gain needs one more knob on top of a good
-    combination) and `explore` members are uniformly random; ablations take the neighbours' places first,
-    then the random ones', and always leave one place to the sampler."""
+    combination) and `explore` members are uniformly random; ablations take the neighbours' places (at
+    least one) and always leave one place to the sampler."""
 
     def __init__(self, space: SearchSpace | dict, sampler: str | optuna.samplers.BaseSampler = "tpe", seed: int = 0,
                  defaults: dict[str, Any] | None = None,
@@ -396,11 +396,12 @@ class OptunaProposer(_Base):
         return None
 
     def _slots(self, n: int, n_ablate: int) -> tuple[int, int, int, int]:
-        """(ablations, sampler, neighbours, random) places of a batch of n."""
-        a = min(n_ablate, n - 1 if n > 1 else n)
+        """(ablations, sampler, neighbours, random) places of a batch of n. One config: an ablation when one is
+        due. In a batch, ablations (one-knob moves like the neighbours) take the neighbours' places, at least
+        one: a keep that changed ten knobs then costs no iteration its sampler and random members."""
+        a = min(n_ablate, 1 if n == 1 else min(n - 1, max(1, self.neighbours)))
         local = max(0, self.neighbours - a)
-        explore = max(0, self.explore - max(0, a - self.neighbours))
-        explore = min(explore, max(0, n - a - 1))
+        explore = min(self.explore, max(0, n - a - 1))
         local = min(local, max(0, n - a - 1 - explore))
         return a, n - a - local - explore, local, explore
 

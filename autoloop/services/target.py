@@ -60,7 +60,9 @@ class ApiTarget:
     bootstrap = {"stat": "quantile_ratio", "q": 95, "confidence": 0.95, "threshold": 0.05, "resamples": 2000}
     patience = 8
     screen_slower = 1.5  # a candidate this much slower than the incumbent in the one-repeat screen is not measured on
-    show_columns = ["config", "p95_ms", "p50_ms", "correctness", "concurrency"]
+    # p95_ratio: p95(candidate)/p95(incumbent) in the same interleaved measurement. Rows' p95_ms come from
+    # different moments (a busy machine can double them), so a kept row may show a higher p95 than an earlier one.
+    show_columns = ["config", "p95_ms", "p95_ratio", "p50_ms", "correctness", "concurrency"]
 
     def __init__(self, name: str, command: str, calls: Path | str, space: dict[str, Any], baseline: dict[str, Any],
                  *, health: str = "/health", concurrency: int = 1, restart_between_replays: bool = False,
