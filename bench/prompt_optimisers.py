@@ -150,6 +150,7 @@ def run_ours(data, server: Server, args, seed: int, library: bool, tmp: Path) ->
     stop = work / "STOP"
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}  # task model and proposer: local
     env.update(AUTOLOOP_RUNS_DIR=str(runs), SFIA_PROMPT_GOLD=str(gold), AUTOLOOP_LLM_TIMEOUT_S=str(TIMEOUT_S),
+               SFIA_PROMPT_RUN_S=str(4 * TIMEOUT_S), SFIA_PROMPT_SCORE_S=str(4 * TIMEOUT_S),
                SFIA_PROMPT_LIBRARY="1" if library else "0", SFIA_PROMPT_SEED=str(seed),
                SFIA_PROMPT_HELDOUT_N="0", SFIA_PROMPT_FEEDBACK_N="0", SFIA_PROMPT_SCREEN_N=str(args.screen))
     cmd = [sys.executable, "-m", "autoloop", "run", str(ROOT / "targets" / "sfia_prompt.py"), "--new",
@@ -292,34 +293,56 @@ def choose_adapter(data, server, args, instruction: str) -> tuple[str, str]:
 
 
 def run_dspy(data, server, args, seed, library, kind, tmp) -> list[dict]:
+    """Random search sized for the largest budget, read at each budget like the others: candidate k's calls
+    are the server's count when its valset pass ended (DSPy evaluates candidates one after another, each on
+    the whole valset, so metric calls without a trace come in blocks of len(valset))."""
     from dspy.teleprompt import BootstrapFewShotWithRandomSearch
 
-    out = []
     instruction = " ".join([data["base"], *data["library"].values()]) if library else data["base"]
+    top = max(args.budgets)
+    dspy, lm = dspy_setup(server, tmp / f"dspy-cache-{library}-{seed}")
+    prog, adapter, parse, ex = make_program(kind, instruction)
+    dspy.configure(lm=lm, adapter=adapter)
+    by_input = {r["input"]: r for r in data["select"] + data["train"]}
+    train = [ex(r) for r in random.Random(seed).sample(data["train"], len(data["train"]))]
+    val = [ex(r) for r in data["select"]]
+    n0 = server.count()
+    ends: dict[int, int] = {}  # candidate index (seed + 3) -> server calls when its valset pass ended
+    evals = [0]
+    lock = threading.Lock()
+
+    def metric(example, pred, trace=None):
+        v = score(pred_reply(kind, pred), by_input[example.input])
+        if trace is None:  # a valset evaluation (bootstrapping passes a trace)
+            with lock:
+                k = evals[0] // len(val)
+                evals[0] += 1
+                ends[k] = max(ends.get(k, 0), server.count() - n0)
+        return v
+
+    # Each candidate costs one valset pass (+ a few bootstrap calls); DSPy always runs its 3 fixed
+    # candidates (zero-shot, labelled-only, unshuffled bootstrap) before the random ones.
+    n_random = max(0, int(top // (len(val) + args.bootstrap_calls)) - 3)
+    opt = BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=1, max_labeled_demos=MAX_DEMOS,
+                                           num_candidate_programs=n_random, num_threads=CONCURRENCY, max_errors=10**6)
+    t0 = time.time()
+    best = opt.compile(prog, trainset=train, valset=val)
+    wall, total = time.time() - t0, server.count() - n0
+    cands = sorted(best.candidate_programs, key=lambda c: c["seed"])
+    out, seen = [], {}
     for b in sorted(args.budgets):
-        dspy, lm = dspy_setup(server, tmp / f"dspy-cache-{library}-{seed}-{b}")
-        prog, adapter, parse, ex = make_program(kind, instruction)
-        dspy.configure(lm=lm, adapter=adapter)
-        by_input = {r["input"]: r for r in data["select"] + data["train"]}
-        train = [ex(r) for r in random.Random(seed).sample(data["train"], len(data["train"]))]
-        val = [ex(r) for r in data["select"]]
-
-        def metric(example, pred, trace=None):
-            return score(pred_reply(kind, pred), by_input[example.input])
-
-        # Each candidate costs one valset pass (+ a few bootstrap calls); DSPy always runs its 3 fixed
-        # candidates (zero-shot, labelled-only, unshuffled bootstrap) before the random ones.
-        n_random = max(0, int(b // (len(val) + args.bootstrap_calls)) - 3)
-        opt = BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=1, max_labeled_demos=MAX_DEMOS,
-                                               num_candidate_programs=n_random, num_threads=CONCURRENCY,
-                                               max_errors=10**6)
-        n0, t0 = server.count(), time.time()
-        best = opt.compile(prog, trainset=train, valset=val)
-        calls = server.count() - n0
-        sel = max(c["score"] for c in best.candidate_programs) / 100.0
-        out.append({"arm": "dspy BootstrapFewShotWithRandomSearch", "budget": b, "calls": calls, "select": sel,
-                    "test": program_test(server, kind, best, adapter, parse, data), "candidates": n_random + 3,
-                    "demos": len(best.predictors()[0].demos), "wall_s": round(time.time() - t0)})
+        ok = [c for c in cands if ends.get(c["seed"] + 3, 10**9) <= b]
+        if not ok:
+            out.append({"arm": "dspy BootstrapFewShotWithRandomSearch", "budget": b,
+                        "skipped": f"its first candidate needed {ends.get(0)} calls"})
+            continue
+        c = max(ok, key=lambda c: c["score"])  # first of equals: DSPy keeps the earlier one too
+        if c["seed"] not in seen:
+            seen[c["seed"]] = program_test(server, kind, c["program"], adapter, parse, data)
+        out.append({"arm": "dspy BootstrapFewShotWithRandomSearch", "budget": b,
+                    "calls": max(ends[x["seed"] + 3] for x in ok), "select": c["score"] / 100.0,
+                    "test": seen[c["seed"]], "candidates": len(ok), "chosen_seed": c["seed"],
+                    "demos": len(c["program"].predictors()[0].demos), "wall_s": round(wall), "server_calls_total": total})
     return out
 
 
