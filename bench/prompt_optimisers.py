@@ -216,12 +216,30 @@ def run_ours(data, server: Server, args, seed: int, library: bool, tmp: Path) ->
 
 
 # ------------------------------------------------------------------------------------------------- DSPy / GEPA
-def dspy_setup(server: Server, cache_dir: Path):
+def dspy_setup(server: Server, cache_dir: Path, limit: int | None = None):
+    """DSPy's LM on the task server, its caches on and fresh. With `limit`, requests past that many server
+    calls raise instead of being sent: BootstrapFewShot walks the training rows until a demo passes the
+    metric, which with thousands of rows and a weak model could cost far more than any budget here."""
     import dspy
 
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(cache_dir))
-    lm = dspy.LM("openai/default_model", api_base=server.base_url + "/v1", api_key="local", temperature=0.0,
-                 max_tokens=MAX_TOKENS, cache=True, num_retries=3, timeout=TIMEOUT_S)
+    n0 = server.count()
+
+    class CappedLM(dspy.LM):
+        def _check(self) -> None:
+            if limit is not None and server.count() - n0 >= limit:
+                raise RuntimeError(f"call budget of {limit} spent")
+
+        def __call__(self, *a, **k):
+            self._check()
+            return super().__call__(*a, **k)
+
+        def forward(self, *a, **k):
+            self._check()
+            return super().forward(*a, **k)
+
+    lm = CappedLM("openai/default_model", api_base=server.base_url + "/v1", api_key="local", temperature=0.0,
+                  max_tokens=MAX_TOKENS, cache=True, num_retries=3, timeout=TIMEOUT_S)
     return dspy, lm
 
 
@@ -300,7 +318,7 @@ def run_dspy(data, server, args, seed, library, kind, tmp) -> list[dict]:
 
     instruction = " ".join([data["base"], *data["library"].values()]) if library else data["base"]
     top = max(args.budgets)
-    dspy, lm = dspy_setup(server, tmp / f"dspy-cache-{library}-{seed}")
+    dspy, lm = dspy_setup(server, tmp / f"dspy-cache-{library}-{seed}", limit=top)
     prog, adapter, parse, ex = make_program(kind, instruction)
     dspy.configure(lm=lm, adapter=adapter)
     by_input = {r["input"]: r for r in data["select"] + data["train"]}
@@ -414,7 +432,7 @@ def run_gepa(data, server, refl, args, seed, library, kind, tmp, capable: str | 
         if i not in seen:
             p = res.candidates[i]
             seen[i] = program_test(server, kind, p, adapter, parse, data)
-        out.append({"arm": name, "budget": b, "calls": min(b, calls_total), "select": res.val_aggregate_scores[i],
+        out.append({"arm": name, "budget": b, "calls": min(b, res.total_metric_calls), "select": res.val_aggregate_scores[i],
                     "test": seen[i], "candidates": len(ok), "refl_calls": refl_calls, "wall_s": round(wall),
                     "gepa_metric_calls": res.total_metric_calls, "server_calls_total": calls_total})
     return out
@@ -435,6 +453,10 @@ def table(rows: list[dict], arms: list[str]) -> list[str]:
         calls = [r["calls"] for r in g]
         lines.append(f"{lib:8} {b:>6} {arm:42} {len(g):>2} {min(calls):>5}-{max(calls):<5} "
                      f"{ms([r['select'] for r in g]):>13} {ms([r['test'] for r in g]):>15}")
+    for r in rows:
+        if "test" not in r:
+            lines.append(f"{r.get('library', '')}/seed {r.get('seed', '')} {r['arm']} budget {r.get('budget', '-')}: "
+                         f"{r.get('skipped') or r.get('error')}")
     lines.append("")
     for (lib, b, arm), g in sorted(groups.items()):
         if arm != "autoloop engine":
