@@ -22,8 +22,10 @@ What every arm gets (the same, by construction):
 Our arm is the real engine: `python -m autoloop run targets/sfia_prompt.py` in a child process with its own
 runs dir, keep rule (paired bootstrap) and history. It is stopped (--stop-file) once it has used the largest
 budget; the prompt for budget B is the engine's incumbent after the last iteration whose cumulative calls
-stay within B, read from DuckDB. GEPA is read the same way from its candidate log (discovery call counts).
-DSPy's random search has no such log, so it is run once per budget (num_candidate_programs from the budget).
+stay within B, read from DuckDB. GEPA is read the same way from its candidate log (the metric-call count at
+which it found each candidate), DSPy from the server count at the end of each candidate's valset pass; both
+are sized for the largest budget (GEPA: max_metric_calls; DSPy: num_candidate_programs, and its LM refuses
+requests past the budget because bootstrapping may walk many training rows).
 
 Peers' output format: a raw-text signature (`input -> reply`) whose adapter sends exactly the messages our
 target sends (system instruction, demos as user/assistant turns) and hands the whole completion to the same
