@@ -3,6 +3,11 @@
     autoloop run targets/sfia_prompt.py --max-iters 10            # offline: local SmolLM2 via mlx_lm.server
     ANTHROPIC_API_KEY=... autoloop run targets/sfia_prompt.py --max-cost 2
 
+Environment (bench/prompt_optimisers.py drives the target through these): SFIA_PROMPT_GOLD (a gold JSONL
+other than gold/sfia_gold.jsonl), SFIA_PROMPT_LIBRARY=0 (no instruction library: demos only),
+SFIA_PROMPT_SEED (split and proposer seed), SFIA_PROMPT_{HELDOUT,FEEDBACK,SCREEN}_N (sizes; 0 = the whole split),
+SFIA_PROMPT_RUN_S / SFIA_PROMPT_SCORE_S (phase time limits, seconds).
+
 Scored with the same forge_score, on the same gold set, as the GRPO target (targets/sfia/). The gold set
 is split into a feedback split (shown to the proposer, used for screening) and a held-out split (keep
 decisions, per-item paired bootstrap). Demos come from the training split only. The machinery is the
@@ -55,7 +60,7 @@ def _messages(input_text: str, system: str, demos):
 
 target = PromptTarget(
     name="sfia-prompt",
-    gold=GOLD_PATH,
+    gold=os.environ.get("SFIA_PROMPT_GOLD") or GOLD_PATH,
     base_instruction=SYSTEM_PROMPT,
     score_item=reward_components,
     composite="forge_score",
@@ -64,7 +69,8 @@ target = PromptTarget(
     build_messages=_messages,
     expected=expected_reply,
     item_keys=skill_codes,
-    library=instruction_library(),
+    library=instruction_library() if os.environ.get("SFIA_PROMPT_LIBRARY", "1") != "0" else {},
+    split_seed=int(os.environ.get("SFIA_PROMPT_SEED", "0")),
     # Sizes for a busy 2-core CPU and the local 135M model (measured: 6-15 answers a minute, 8 at a time,
     # replies run to max_tokens): the baseline takes ~7 min, an iteration 2.5-4 min (screen_n new calls to
     # screen, then heldout_n + feedback_n - screen_n to score). On 30 held-out items a one-demo prompt's
@@ -73,5 +79,8 @@ target = PromptTarget(
     feedback_n=int(os.environ.get("SFIA_PROMPT_FEEDBACK_N", "12")),
     screen_n=int(os.environ.get("SFIA_PROMPT_SCREEN_N", "6")),
     max_demos=3,
+    # Phase time limits: a CPU shared with a training run needs more (the bench sets them).
+    budget_s=float(os.environ.get("SFIA_PROMPT_RUN_S", "300")),
+    score_budget_s=float(os.environ.get("SFIA_PROMPT_SCORE_S", "900")),
     max_tokens=128,  # the longest gold reply is 82 SmolLM2 tokens; the untuned model rambles to the cap
 )

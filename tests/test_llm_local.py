@@ -31,6 +31,10 @@ class Chat(BaseHTTPRequestHandler):
         if f == "drop":
             self.close_connection = True
             return
+        if f == "slow":
+            import time
+
+            time.sleep(1.0)
         if f == 429:
             data = b'{"error":"slow down"}'
             self.send_response(429)
@@ -65,6 +69,23 @@ def test_openai_compat_retries_and_caches(chat_server, tmp_path, monkeypatch):
     assert again.cache_hit and Chat.count == 3
     recs = [json.loads(x) for x in (tmp_path / "it" / "llm_calls.jsonl").read_text().splitlines()]
     assert [x["provider"] for x in recs] == ["openai-compatible"] * 2 and recs[0]["retries"] == 2
+
+
+def test_llm_timeout_comes_from_the_environment(chat_server, tmp_path, monkeypatch):
+    """A local model on a busy CPU can need more than 120 s: AUTOLOOP_LLM_TIMEOUT_S raises the wait."""
+    monkeypatch.setenv("AUTOLOOP_ITER_DIR", str(tmp_path / "it"))
+    req = LLMRequest(messages=[{"role": "user", "content": "abc"}])
+    monkeypatch.setenv("AUTOLOOP_LLM_TIMEOUT_S", "0.3")
+    c = OpenAICompatClient(chat_server, model_id="local:test", cache=False, budget=Budget(), max_attempts=1)
+    Chat.faults = ["slow"]
+    assert c.timeout_s == 0.3 and not c.complete(req).ok
+    monkeypatch.setenv("AUTOLOOP_LLM_TIMEOUT_S", "5")
+    c = OpenAICompatClient(chat_server, model_id="local:test", cache=False, budget=Budget(), max_attempts=1)
+    Chat.faults = ["slow"]
+    assert c.complete(req).text == "cba"
+    monkeypatch.setenv("AUTOLOOP_LLM_TIMEOUT_S", "soon")
+    with pytest.raises(ValueError, match="AUTOLOOP_LLM_TIMEOUT_S='soon'"):
+        OpenAICompatClient(chat_server, model_id="local:test", cache=False)
 
 
 def test_offline_proposer_is_seeded_and_never_repeats(tmp_path):

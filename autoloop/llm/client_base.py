@@ -7,6 +7,7 @@ cap, no key in a record) must not differ between Anthropic and a local server.
 from __future__ import annotations
 
 import abc
+import os
 import random
 import threading
 import time
@@ -55,12 +56,27 @@ class CallStats:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
+def default_timeout_s() -> float:
+    """Seconds to wait for one response: $AUTOLOOP_LLM_TIMEOUT_S, else 120. A local model on a CPU shared with a
+    training run can need longer; a timed-out request is retried, and the server still does the abandoned work."""
+    raw = os.environ.get("AUTOLOOP_LLM_TIMEOUT_S", "").strip()
+    if not raw:
+        return 120.0
+    try:
+        v = float(raw)
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise ValueError(f"AUTOLOOP_LLM_TIMEOUT_S={raw!r}: not a positive number of seconds; set e.g. 600 or unset it")
+    return v
+
+
 class BaseClient(abc.ABC):
     provider = "base"
 
     def __init__(self, model: str, *, model_id: str | None = None, cache: ResponseCache | bool | None = True,
                  budget: Budget | None = None, max_concurrency: int = 4, max_attempts: int = 6,
-                 backoff_s: float = 1.0, max_wait_s: float = 60.0, timeout_s: float = 120.0,
+                 backoff_s: float = 1.0, max_wait_s: float = 60.0, timeout_s: float | None = None,
                  price: Price | None = None):
         self.model = model
         self.model_id = model_id or model  # what the cache and records name (a local server says "default_model")
@@ -71,7 +87,7 @@ class BaseClient(abc.ABC):
         self.max_attempts = max(1, int(max_attempts))
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s if timeout_s is not None else default_timeout_s()
         self.price = price or price_for(self.model_id, self.provider)
         self.stats = CallStats()
 
