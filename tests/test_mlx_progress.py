@@ -99,3 +99,28 @@ def test_alive_stops_ruled_out_rows_early_and_leaves_the_others_alone(in_child):
         assert (len(t) < len(f)) if i in killed else (t == f)
     p = progress.read_progress(in_child, "run")
     assert (p["done"], p["total"]) == (5, 5)
+
+
+def test_generation_rate_counts_prompt_tokens_when_rows_stop_early(in_child, monkeypatch):
+    """Long prompts, rows ruled out after their first token (the scorer's early stop): nearly all the work
+    is prefill. The reported tok/s must count it, so the rate and the ETA stay meaningful (generated tokens
+    alone read ~0 tok/s and an ETA of hours on the flagship's first scoring)."""
+    from autoloop.mlx.generation import encode_chats, generate_batch_with_stats
+
+    seen: list[dict] = []
+    real = progress.report
+    monkeypatch.setattr(progress, "report", lambda **kw: (seen.append(kw), real(**kw)))
+    model, tok = tiny_llama(seed=3), tiny_tokenizer()
+    chats = [[{"role": "user", "content": " ".join(["responsibility autonomy influence"] * 40) + f" {i}"}]
+             for i in range(6)]
+    prompt_tokens = sum(len(p) for p in encode_chats(tok, chats))
+    t0 = time.perf_counter()
+    texts, stats = generate_batch_with_stats(model, tok, chats, max_tokens=64, batch_size=2, alive=lambda t: False)
+    wall = time.perf_counter() - t0
+    assert stats["generated_tokens"] <= 2 * len(chats) < prompt_tokens / 20
+    last = seen[-1]
+    assert last["done"] == last["total"] == 6 and last["eta_s"] == 0
+    # the rate covers prompt + generated tokens over the phase's wall clock (within timing slack)
+    assert last["tokens_per_s"] * wall >= 0.8 * prompt_tokens
+    mid = [kw for kw in seen if 0 < kw["done"] < 6]
+    assert all(kw["eta_s"] is not None and kw["eta_s"] < 60 * wall + 60 for kw in mid)
