@@ -66,8 +66,11 @@ class SfiaGRPO:
     # LoRA on all seven projections of every layer
     lora_rank: int = 8
     lora_scale: float = 20.0
-    # stage 1: supervised warm-start until JSON validity on the dev split reaches this
-    sft_until_json: float = 0.9
+    # stage 1: supervised warm-start until JSON validity on the dev split reaches this. GRPO learns from reward
+    # spread within a group of 8: at 50% valid replies a group is all-invalid (no signal) 0.4% of the time, so
+    # waiting for 90% (the old value) only spent more cycles on SFT; on a slower or busier CPU one 5-minute SFT
+    # cycle reaches ~0.75 and the quickstart's second cycle was SFT again instead of the GRPO it shows.
+    sft_until_json: float = _env("SFIA_SFT_UNTIL_JSON", 0.5, float)
     sft_lr: float = _env("SFIA_SFT_LR", 2e-4, float)
     sft_batch_size: int = 4
     # stage 2: GRPO; after the warm-up, cycles alternate GRPO and SFT ("alternate") or run GRPO only ("grpo")

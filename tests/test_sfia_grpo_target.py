@@ -65,7 +65,7 @@ def test_proposals_warm_start_then_grpo_and_adjust_after_reverts() -> None:
     c2 = t.propose(h)
     assert c2.params["lr"] == t.sft_lr / 2 and c2.params["seed"] != c.params["seed"]
     assert "lr halved and new seed" in c2.description
-    h.iterations.append(_rec(2, "keep", "sft", dev=0.95))
+    h.iterations.append(_rec(2, "keep", "sft", dev=0.75))  # one busy-CPU SFT cycle: enough for GRPO's groups
     c3 = t.propose(h)
     assert c3.params["stage"] == "grpo" and c3.params["lr"] == t.grpo_lr and c3.params["reset_optimizer"]
     assert "GRPO" in c3.description
