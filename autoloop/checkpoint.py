@@ -104,8 +104,8 @@ class StateRepo:
     def _externalise_large_files(self) -> dict[str, dict]:
         """Copy files over the threshold into the blob store and exclude them from git."""
         manifest: dict[str, dict] = {}
-        for path in sorted(self.dir.rglob("*")):
-            if ".git" in path.relative_to(self.dir).parts or not path.is_file() or path.is_symlink():
+        for path in self._work_files():
+            if not path.is_file() or path.is_symlink():
                 continue
             rel = path.relative_to(self.dir).as_posix()
             if rel == MANIFEST:
@@ -129,6 +129,16 @@ class StateRepo:
         else:
             (self.dir / MANIFEST).unlink(missing_ok=True)
         return manifest
+
+    def _work_files(self) -> list[Path]:
+        """Every path of the work tree outside `.git`, sorted. The walk prunes `.git` instead of listing it and
+        filtering: the repository gains three loose objects per iteration, so walking it made every commit
+        slower as the run grew (overhead 0.2 s at iteration 100, 0.4 s at 1,000 on the no-op bench)."""
+        out: list[Path] = []
+        for root, dirs, files in os.walk(self.dir):
+            dirs[:] = [d for d in dirs if d != ".git"]
+            out.extend(Path(root, name) for name in dirs + files)
+        return sorted(out)
 
     def restore_large_files(self, into: Path | None = None) -> int:
         """Copy every file named in the manifest from the blob store into the work tree (or `into`)."""
