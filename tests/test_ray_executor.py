@@ -164,7 +164,10 @@ def test_a_run_on_the_cluster_survives_a_lost_node_mid_iteration(cluster, tmp_pa
     from conftest import ROOT
 
     runs = tmp_path / "runs"
-    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs), SLEEPER_SLEEP="15", RAY_USAGE_STATS_ENABLED="0")
+    # 15 s members (so node2 can be killed mid-member) under a 60 s budget: on a loaded 2-core box a niced
+    # Ray worker can take more than 5 s to start one, and a timeout is not what this test is about.
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs), SLEEPER_SLEEP="15", SLEEPER_BUDGET="60",
+               RAY_USAGE_STATS_ENABLED="0")
     env["PYTHONPATH"] = str(ROOT)
     log = open(tmp_path / "engine.log", "w")
     p = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(SLEEPER), "--executor", "ray",
