@@ -228,7 +228,7 @@ def test_members_in_flight_per_node_while_a_batch_runs(tmp_path: Path) -> None:
     status` reads: two running here, one waiting for a slot, then the third once a slot frees (the page's
     version stamp changes with it, so an open page redraws). Once the run ends, nothing is in flight."""
     runs_dir = tmp_path / "runs"
-    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), SLEEPER_SLEEP="4", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), SLEEPER_SLEEP="8", PYTHONPATH=str(ROOT))
     engine = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(TEST_TARGETS / "sleeper.py"),
                                "--batch", "3", "--parallel", "2", "--max-iters", "1", "--no-progress",
                                "--run-id", "batch"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -246,9 +246,17 @@ def test_members_in_flight_per_node_while_a_batch_runs(tmp_path: Path) -> None:
             while len([m for m in members() if m["status"] == "running"]) < 2:
                 assert time.time() < end and engine.poll() is None, engine.stdout.read() if engine.poll() is not None else members()
                 time.sleep(0.1)
-            rows = members()
-            version = get_json(base + "/api/version?run=batch")["version"]
-            shown = json.loads(autoloop(runs_dir, "status", "batch", "--json").stdout)["members"]
+            # `status` (a CLI start, seconds on a loaded box) read between two identical answers of the page's
+            # JSON: both saw the same moment of the batch
+            while True:
+                rows = members()
+                version = get_json(base + "/api/version?run=batch")["version"]
+                shown = json.loads(autoloop(runs_dir, "status", "batch", "--json").stdout)["members"]
+                same = lambda a, b: [(m["node"], m["label"], m["status"]) for m in a] == [  # noqa: E731
+                    (m["node"], m["label"], m["status"]) for m in b]
+                if same(rows, members()):
+                    break
+                assert time.time() < end and engine.poll() is None, (rows, shown)
             running = [m for m in rows if m["status"] == "running"]
             assert [(m["node"], m["member"], m["phase"]) for m in running] == [
                 ("this machine", "m0", "run"), ("this machine", "m1", "run")], rows
@@ -260,7 +268,7 @@ def test_members_in_flight_per_node_while_a_batch_runs(tmp_path: Path) -> None:
             code, page, _ = get(base + "/run/batch")
             assert code == 200 and 'id="members-box"' in page and "<th>node</th><th>member</th><th>phase</th>" in page
 
-            # m0 and m1 end after ~4 s; m2 then runs here, and the version the page polls has moved.
+            # m0 and m1 end after ~8 s; m2 then runs here, and the version the page polls has moved.
             while not any(m["label"] == "run.m2" and m["status"] == "running" for m in members()):
                 assert time.time() < end and engine.poll() is None, members()
                 time.sleep(0.1)

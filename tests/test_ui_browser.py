@@ -169,7 +169,7 @@ def test_members_in_flight_per_node_in_chromium(runs_dir: Path, browser, shots: 
 
     from conftest import TEST_TARGETS
 
-    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), SLEEPER_SLEEP="5", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), SLEEPER_SLEEP="8", PYTHONPATH=str(ROOT))
     engine = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(TEST_TARGETS / "sleeper.py"),
                                "--batch", "3", "--parallel", "2", "--max-iters", "1", "--no-progress",
                                "--run-id", "batch"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
