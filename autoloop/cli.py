@@ -190,7 +190,7 @@ def resume(ctx: click.Context, run_ref: str, **kw: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool) -> None:
     """Live view of a running loop (reads live.json and the journal: no database lock needed)."""
-    from autoloop import fmt
+    from autoloop import fmt, members
     from autoloop.journal import JOURNAL, read_events
     from autoloop.progress import CHILD_PHASES, describe, eta_now, read_progress
     from autoloop.report import reference_points, references_line, resolve_run, run_state
@@ -233,7 +233,8 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
             st["progress"] = {k: prog.get(k) for k in ("task", "done", "total", "unit", "metrics")}
             st["progress"]["eta_s"] = eta_now(prog)
             st["progress"]["age_s"] = round(time.time() - float(prog.get("ts") or 0), 1)
-        st["members"] = _members_in_flight(run_dir, st["iter"]) if owner and st["iter"] is not None else {}
+        # Node -> members running there (autoloop.members: what the executor wrote; the dashboard reads it too).
+        st["members"] = members.by_node(members.in_flight(run_dir, st["iter"])) if owner else {}
         if as_json:
             click.echo(json.dumps(st, default=str))
         else:
@@ -258,22 +259,6 @@ def status(ctx: click.Context, run_ref: str | None, follow: bool, as_json: bool)
         if not follow or owner is None:
             return
         time.sleep(1)
-
-
-def _members_in_flight(run_dir: Path, it: int) -> dict[str, list[str]]:
-    """Node -> members of iteration `it` running there now, from the executor's `members.json` (written by
-    the Ray executor; absent for local children)."""
-    from autoloop.ray_executor import MEMBERS_FILE
-
-    try:
-        doc = json.loads((run_dir / "iters" / f"{int(it):03d}" / MEMBERS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, list[str]] = {}
-    for label, m in sorted(doc.items()):
-        if m.get("status") in ("running", "queued"):
-            out.setdefault(m.get("node") or "(waiting for a node)", []).append(label)
-    return out
 
 
 RUNS_SQL = """

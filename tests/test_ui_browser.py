@@ -159,3 +159,48 @@ def test_live_run_curve_candidate_and_overlay_in_chromium(runs_dir: Path, browse
             engine.send_signal(signal.SIGINT)
             engine.wait(timeout=60)
     assert not errors, errors
+
+
+def test_members_in_flight_per_node_in_chromium(runs_dir: Path, browser, shots: Path) -> None:
+    """A batch of 3 with 2 slots: the run page lists the members in flight per node (node, member, phase,
+    elapsed, the elapsed time counting on between polls), the third once a slot frees, none once it ends."""
+    import subprocess
+    import sys
+
+    from conftest import TEST_TARGETS
+
+    env = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), SLEEPER_SLEEP="8", PYTHONPATH=str(ROOT))
+    engine = subprocess.Popen([sys.executable, "-m", "autoloop", "run", str(TEST_TARGETS / "sleeper.py"),
+                               "--batch", "3", "--parallel", "2", "--max-iters", "1", "--no-progress",
+                               "--run-id", "batch"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    errors: list[str] = []
+    try:
+        with ui_server(runs_dir, extra_env={"PYTHONWARNINGS": "ignore"}) as (base, _):
+            end = time.time() + 60
+            while "batch" not in {r["run_id"] for r in get_json(base + "/api/runs")}:
+                assert time.time() < end and engine.poll() is None, "the batch run never reached the history"
+                time.sleep(0.2)
+            page = browser.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{base}/run/batch?poll=300")
+            page.wait_for_function("[...document.querySelectorAll('#members tbody tr td:first-child')]"
+                                   ".filter(td => td.textContent === 'this machine').length === 2", timeout=60_000)
+            assert page.is_visible("#members-box")
+            rows = page.evaluate("[...document.querySelectorAll('#members tbody tr')].map(tr => "
+                                 "[...tr.cells].map(td => td.textContent.trim()))")
+            assert [r[:3] for r in rows] == [["this machine", "m0", "run"], ["this machine", "m1", "run"],
+                                            ["(waiting for a slot)", "m2", "run (queued)"]], rows
+            first = page.inner_text('#members tr[data-label="run.m0"] td.num')
+            page.wait_for_function(f"document.querySelector('#members tr[data-label=\"run.m0\"] td.num')"
+                                   f"?.textContent !== {first!r}", timeout=10_000)  # elapsed counts on
+            page.locator("#members-box").screenshot(path=str(shots / "ui_members.png"))
+            page.wait_for_selector('#members tr[data-label="run.m2"]:has-text("this machine")', timeout=60_000)
+            assert engine.wait(timeout=120) == 0, engine.stdout.read()
+            page.wait_for_selector("#title .badge:has-text('finished')", timeout=30_000)
+            assert page.is_hidden("#members-box")
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    assert not errors, errors

@@ -1,7 +1,8 @@
 """`autoloop ui`: a read-only web dashboard over the run history (Starlette app, served by uvicorn).
 
 Pages: `/` (runs, several overlaid on one curve) and `/run/<run_id>` (curves over iterations and wall time,
-components on their own axes, the iterations table, a candidate's diff and per-item changes, LLM spend).
+components on their own axes, the iterations table, a candidate's diff and per-item changes, LLM spend, and
+while a batch runs, its members in flight per node: autoloop.members, the file `autoloop status` reads).
 The pages draw themselves from the JSON under `/api/` and poll `/api/version` (a stat of the history file
 and of live.json) to redraw when the loop writes. Every route is GET: nothing here writes. The chart
 library (uPlot, MIT) ships in `static/`, so the page works offline.
@@ -219,6 +220,9 @@ RUNS_BODY = """
 
 RUN_BODY = """
 <section class="intro"><h1 id="title"></h1><div id="summary" class="summary"></div></section>
+<section id="members-box" hidden><h2>Members in flight <span class="muted">(per node, as <code>autoloop status</code> shows them)</span></h2>
+<table id="members" class="grid"><thead><tr><th>node</th><th>member</th><th>phase</th><th>elapsed</th></tr></thead>
+<tbody></tbody></table></section>
 <section class="chart-box"><div class="chart-head"><h2 id="score-title">score</h2>
 <label>x: <select id="x-axis"><option value="iter">iteration</option><option value="time">wall time</option></select></label>
 <span class="muted">click a point to open that candidate</span></div>

@@ -24,7 +24,8 @@ from typing import Any
 
 import duckdb
 
-from autoloop import store
+from autoloop import members, store
+from autoloop.members import MEMBERS_FILE
 from autoloop.report import JSON_COLUMNS, run_state
 
 FAILED = ("crash", "timeout", "oom", "nonfinite", "invalid", "interrupted")
@@ -189,6 +190,7 @@ class Dashboard:
         self.runs_dir = Path(runs_dir)
         self.snap = Snapshot(self.runs_dir / "history.duckdb")
         self._detail_cache: dict[tuple, tuple] = {}
+        self._live_iter: dict[str, tuple[int, int]] = {}  # run_id -> (live.json mtime, its iteration)
 
     def close(self) -> None:
         self.snap.close()
@@ -198,18 +200,32 @@ class Dashboard:
         parts = [str(self.snap.stamp())]
         if run_id and _safe_id(run_id):
             try:
-                parts.append(str(os.stat(self.runs_dir / run_id / "live.json").st_mtime_ns))
-            except OSError:
+                mtime = os.stat(self.runs_dir / run_id / "live.json").st_mtime_ns
+                parts.append(str(mtime))
+                # A member that starts on a node changes members.json, not live.json: the page redraws for it too.
+                parts.append(str(os.stat(self._members_path(run_id, mtime)).st_mtime_ns))
+            except (OSError, TypeError, ValueError):
                 pass
         return "|".join(parts)
 
+    def _members_path(self, run_id: str, live_mtime: int) -> Path:
+        """members.json of the iteration live.json names (read again only when live.json changed)."""
+        hit = self._live_iter.get(run_id)
+        if hit is None or hit[0] != live_mtime:
+            it = json.loads((self.runs_dir / run_id / "live.json").read_text()).get("iter")
+            hit = self._live_iter[run_id] = (live_mtime, int(it))
+        return self.runs_dir / run_id / "iters" / f"{hit[1]:03d}" / MEMBERS_FILE
+
     def live(self, run_id: str) -> dict[str, Any] | None:
+        """live.json of a running loop, and its members in flight per node (autoloop.members: the same
+        file `autoloop status` reads), each with its phase and how long it has run."""
         try:
             live = json.loads((self.runs_dir / run_id / "live.json").read_text())
         except (OSError, json.JSONDecodeError):
             return None
         if live.get("phase_started"):
             live["phase_elapsed_s"] = round(time.time() - float(live["phase_started"]), 1)
+        live["members"] = members.in_flight(self.runs_dir / run_id, live.get("iter"))
         return live
 
     # -- runs ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Baseline: 0.1. Iteration n proposes 0.1 + $SLEEPER_STEP * n (default 0.1), plus 
 in the batch (`history.pending`), sleeping $SLEEPER_SLEEP seconds; the description says how many trials the
 previous iteration told it. With $SLEEPER_SCREEN set the target has a `screen` hook (value.txt again, no
 sleep) and screen_slack 0: a batch that screens below the incumbent is rejected before any full score.
+$SLEEPER_BUDGET sets budget_s (default 20).
 With params["llm_cost"], run records one LLM call of that many dollars (no network: the record a client writes)."""
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 class Sleeper:
     name = "sleeper"
     direction = "max"
-    budget_s = 20.0
+    budget_s = float(os.environ.get("SLEEPER_BUDGET", "20"))  # room for a slow start on a loaded box
     gold = HERE / "behave_gold.jsonl"
 
     def setup(self, state: Path) -> None:

@@ -195,6 +195,7 @@ async function drawRun() {
     ? `● running: iteration ${esc(live.iter)} · ${esc(live.phase || "")} ${Number(live.phase_elapsed_s || 0).toFixed(1)} s` +
       (live.phase_budget_s ? ` / ${Math.round(live.phase_budget_s)} s` : "")
     : "";
+  drawMembers(r.status === "running" && live ? live.members || [] : []);
   $("#summary").innerHTML = `
     <div><b>target</b> ${esc(r.target_name)} <span class="muted">${esc(r.target_path || "")}</span></div>
     <div><b>direction</b> ${esc(r.direction)}: ${dirText(r.direction)}</div>
@@ -221,6 +222,23 @@ async function drawRun() {
   }
   return version;
 }
+
+/* Members of the batch in flight, per node (live.members: the executor's members.json, as `autoloop status`
+   reads it). Elapsed counts on from the server's figure, by this page's own clock (no clock skew). */
+let membersAt = 0;
+function drawMembers(rows) {
+  $("#members-box").hidden = rows.length === 0;
+  membersAt = performance.now();
+  $("#members tbody").innerHTML = rows.map((m) => `<tr data-node="${esc(m.node)}" data-label="${esc(m.label)}">
+    <td>${esc(m.node)}</td><td>${esc(m.member || "—")}</td><td>${esc(m.phase)}${m.status === "queued" ? " (queued)" : ""}</td>
+    <td class="num" data-elapsed="${m.elapsed_s ?? ""}">${m.elapsed_s === null ? "" : hms(m.elapsed_s)}</td></tr>`).join("");
+}
+setInterval(() => {
+  const dt = (performance.now() - membersAt) / 1000;
+  document.querySelectorAll("#members td[data-elapsed]").forEach((td) => {
+    if (td.dataset.elapsed !== "") td.textContent = hms(Number(td.dataset.elapsed) + dt);
+  });
+}, 1000);
 
 function finished() { return detail.iterations.filter((d) => d.status !== "running"); }
 function xOf(d, x) { return x === "time" ? d.elapsed_s : d.iter; }
