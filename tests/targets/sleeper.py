@@ -38,7 +38,10 @@ class Sleeper:
 
     def run(self, candidate: Candidate, state: Path, deadline: float) -> None:
         p = candidate.params
+        began = time.time()
         time.sleep(float(p.get("sleep", 0.0)))
+        if p.get("stamp"):  # when this member slept: a test reads the intervals to see members overlap
+            (state / "slept.txt").write_text(f"{began} {time.time()}\n")
         (state / "value.txt").write_text(f"{p['value']}\n")
         (state / "gone.txt").unlink(missing_ok=True)
         if p.get("llm_cost"):
