@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, autoloop, journal_events
 from test_engine import _start_engine
-from test_ui import get_json, ui_server
+from test_ui import get, get_json, ui_server
 
 CHROMIUM = os.environ.get("AUTOLOOP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 try:
@@ -61,6 +61,15 @@ def shots(tmp_path: Path) -> Path:
     return d
 
 
+def _run_ids(base: str) -> set[str]:
+    """The runs the server lists; none yet while the engine has not created the history file (a 404)."""
+    code, body, _ = get(base + "/api/runs")
+    if code == 404 and "no history yet" in body:
+        return set()
+    assert code == 200, (code, body)
+    return {r["run_id"] for r in json.loads(body)}
+
+
 def _iters_on_chart(page) -> int:
     return int(page.get_attribute("#score-chart", "data-iterations") or 0)
 
@@ -74,7 +83,7 @@ def test_live_run_curve_candidate_and_overlay_in_chromium(runs_dir: Path, browse
     try:
         with ui_server(runs_dir, extra_env={"PYTHONWARNINGS": "ignore"}) as (base, _):
             end = time.time() + 60
-            while "live" not in {r["run_id"] for r in get_json(base + "/api/runs")}:
+            while "live" not in _run_ids(base):
                 assert time.time() < end, "the live run never reached the history"
                 time.sleep(0.2)
             page = browser.new_page()
@@ -178,7 +187,7 @@ def test_members_in_flight_per_node_in_chromium(runs_dir: Path, browser, shots: 
     try:
         with ui_server(runs_dir, extra_env={"PYTHONWARNINGS": "ignore"}) as (base, _):
             end = time.time() + 60
-            while "batch" not in {r["run_id"] for r in get_json(base + "/api/runs")}:
+            while "batch" not in _run_ids(base):
                 assert time.time() < end and engine.poll() is None, "the batch run never reached the history"
                 time.sleep(0.2)
             page = browser.new_page()
