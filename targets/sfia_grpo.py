@@ -85,6 +85,9 @@ class SfiaGRPO:
     beta: float = 0.02  # KL to the base model (adapters off)
     temperature: float = 1.0
     max_completion_tokens: int = 112
+    # DAPO's soft overlong punishment over the last 32 sampled tokens: real adverts are ~2x the training
+    # prompts, and a GRPO cycle without it taught longer replies that the 112-token cap then cut (invalid JSON)
+    overlong_buffer: int = _env("SFIA_OVERLONG_BUFFER", 32, int)
     # evaluation
     max_reply_tokens: int = _env("SFIA_MAX_REPLY_TOKENS", 112, int)  # teacher replies are <= 110 tokens
     eval_batch_size: int = 30  # larger batches amortise prompt processing of long adverts on a CPU
@@ -214,7 +217,7 @@ class SfiaGRPO:
 
             cfg = GRPOConfig(group_size=self.group_size, max_completion_tokens=self.max_completion_tokens,
                              temperature=self.temperature, loss_type=self.loss_type, beta=self.beta, seed=seed,
-                             start_step=step0)
+                             start_step=step0, overlong_buffer=self.overlong_buffer)
             stats = train_grpo(model, tok, prompts, reward, optimizer, cfg, train_deadline)
         step = int(stats.get("step", step0 + stats.get("steps", 0)))
         save_adapter(model, optimizer, adapter_dir, lora_config, step=step,
@@ -224,6 +227,9 @@ class SfiaGRPO:
         summary = {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
         if stats.get("groups"):  # groups whose 8 rewards were all equal teach nothing: a stalled stage shows here
             summary["zero_spread_share"] = round(stats.get("skipped_groups", 0) / stats["groups"], 4)
+        for key in ("overlong_share", "capped_share"):  # sampled replies in the penalty ramp / cut at the cap
+            if stats.get(key):
+                summary[key] = round(sum(stats[key]) / len(stats[key]), 4)
         (state / "train_state.json").write_text(json.dumps({
             "stage": stage, "cycles": int(prev.get("cycles", 0)) + 1, "lr": lr, "seed": seed, "step": step,
             "last_cycle": summary,

@@ -197,3 +197,31 @@ def test_resume_continues_exactly(tok, tmp_path):
     wa, wb = adapter_weights(a), adapter_weights(b)
     assert all(mx.array_equal(wa[k], wb[k]).item() for k in wa)
     assert oa.state["step"].item() == ob.state["step"].item() >= 2  # real updates happened
+
+
+def test_overlong_penalty_ramps_and_teaches_shorter_replies(tok):
+    """DAPO's soft overlong punishment: zero before the ramp, linear in it, the whole penalty at the cap; with a
+    task reward that is the same for every reply, the penalty alone makes replies shorter."""
+    cfg = grpo.GRPOConfig(max_completion_tokens=10, overlong_buffer=4, overlong_penalty=0.5)
+    assert [grpo.overlong_penalty(n, True, cfg) for n in (5, 6, 7, 8, 10)] == [0.0, 0.0, -0.125, -0.25, -0.5]
+    assert grpo.overlong_penalty(3, False, cfg) == -0.5  # cut by the cap (a deadline-less safety: treated as full)
+    with pytest.raises(ValueError, match="overlong_buffer"):
+        grpo.GRPOConfig(max_completion_tokens=10, overlong_buffer=10)
+    m, _ = lora_model(seed=2)
+    eos = next(iter(grpo._eos_ids(tok)))
+    prompt = grpo.encode_prompt(tok, "stop")
+
+    def mean_len() -> float:
+        mx.random.seed(123)
+        rolls = grpo.sample_groups(m, tok, [prompt], group_size=32, max_tokens=12)
+        return sum(len(r.token_ids) for r in rolls) / len(rolls)
+
+    before = mean_len()
+    cfg = grpo.GRPOConfig(group_size=8, prompts_per_step=2, max_completion_tokens=12, overlong_buffer=11,
+                          max_steps=25, seed=0)
+    stats = grpo.train_grpo(m, tok, ["stop"], lambda t, p: [1.0] * len(t), optim.Adam(learning_rate=3e-2), cfg,
+                            deadline=time.time() + 120)
+    assert stats["rewards"] == [1.0] * stats["batches"]  # the curve is the task reward, the penalty apart
+    assert len(stats["overlong_share"]) == len(stats["capped_share"]) == stats["batches"] and stats["steps"] > 0
+    after = mean_len()
+    assert after < before - 2, (before, after, eos)

@@ -57,6 +57,10 @@ class GRPOConfig:
     updates_per_batch: int = field(default=1, metadata={"help": "Optimizer steps per batch of rollouts (mu)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the global gradient norm; 0 = off."})
     reward_std_eps: float = field(default=1e-4, metadata={"help": "eps in (r - mean) / (std + eps)."})
+    overlong_buffer: int = field(default=0, metadata={
+        "help": "DAPO's soft overlong punishment: the last this-many tokens before max_completion_tokens cost "
+                "reward linearly, up to overlong_penalty for a completion cut at the cap; 0 = off."})
+    overlong_penalty: float = field(default=1.0, metadata={"help": "Reward lost by a completion cut at the cap."})
     seed: int = field(default=0, metadata={"help": "Seeds prompt order and sampling."})
     start_step: int = field(default=0, metadata={"help": "Batches already consumed (resume position)."})
     max_steps: Optional[int] = field(default=None, metadata={"help": "Stop after this many batches."})
@@ -68,6 +72,9 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig.group_size={self.group_size}: needs >= 2 to compare completions")
         if self.max_completion_tokens < 1 or self.prompts_per_step < 1 or self.updates_per_batch < 1:
             raise ValueError("GRPOConfig: max_completion_tokens, prompts_per_step, updates_per_batch must be >= 1")
+        if not 0 <= self.overlong_buffer < self.max_completion_tokens:
+            raise ValueError(f"GRPOConfig.overlong_buffer={self.overlong_buffer}: use 0 (off) up to "
+                             f"max_completion_tokens - 1 ({self.max_completion_tokens - 1})")
 
     @property
     def eps_high(self) -> float:
@@ -314,6 +321,27 @@ def _seq_weights(lengths_per_group: list, cfg: GRPOConfig) -> list:
     return [[w for _ in g] for g in lengths_per_group]
 
 
+def overlong_penalty(n_tokens: int, stopped: bool, cfg: GRPOConfig) -> float:
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), <= 0, added to a completion's reward.
+
+    A completion cut at the cap gets no reward for its content from a JSON scorer (it does not parse), but
+    neither does one that stopped in time and was wrong, so the group cannot tell "too long" from "wrong".
+    The linear ramp over the last `overlong_buffer` tokens says "stop earlier" before replies reach the cap,
+    which matters when the texts scored later are longer than the training prompts.
+
+    >>> cfg = GRPOConfig(max_completion_tokens=100, overlong_buffer=20)
+    >>> overlong_penalty(80, True, cfg), overlong_penalty(90, True, cfg), overlong_penalty(100, False, cfg)
+    (0.0, -0.5, -1.0)
+    """
+    if not cfg.overlong_buffer:
+        return 0.0
+    free = cfg.max_completion_tokens - cfg.overlong_buffer
+    length = n_tokens if stopped else max(n_tokens, cfg.max_completion_tokens)
+    if length <= free:
+        return 0.0
+    return -cfg.overlong_penalty * min(1.0, (length - free) / cfg.overlong_buffer)
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -352,7 +380,7 @@ def train_grpo(model, tokenizer, prompts: Sequence, reward_fn: Callable, optimiz
     stats = {"steps": 0, "batches": 0, "skipped_groups": 0, "groups": 0, "completion_tokens": 0,
              "train_tokens": 0, "trained_completion_tokens": 0, "gen_seconds": 0.0, "train_seconds": 0.0, "rewards": [],
              "losses": [], "step_seconds": [], "stopped_by": "deadline", "gen_flops": 0.0,
-             "train_flops": 0.0, "shared_prefix": None}
+             "train_flops": 0.0, "shared_prefix": None, "overlong_share": [], "capped_share": []}
     step_est = 0.0
     t_start = time.time()
     step = cfg.start_step
@@ -392,7 +420,12 @@ def train_grpo(model, tokenizer, prompts: Sequence, reward_fn: Callable, optimiz
         rewards = [float(x) for x in reward_fn(texts, owners)]
         if len(rewards) != len(rolls):
             raise ValueError(f"reward_fn returned {len(rewards)} rewards for {len(rolls)} completions")
-        stats["rewards"].append(sum(rewards) / len(rewards))
+        stats["rewards"].append(sum(rewards) / len(rewards))  # the task reward, before any length penalty
+        if cfg.overlong_buffer:
+            pens = [overlong_penalty(len(r.token_ids), r.stopped, cfg) for r in rolls]
+            stats["overlong_share"].append(sum(p < 0 for p in pens) / len(pens))
+            stats["capped_share"].append(sum(not r.stopped for r in rolls) / len(rolls))
+            rewards = [x + p for x, p in zip(rewards, pens)]
         if stats["shared_prefix"] is None:
             probe = next((r.token_ids for r in rolls if len(r.token_ids) > 1), [0, 0])
             stats["shared_prefix"] = shared_prefix_ok(model, batch_prompts[0], probe)
