@@ -124,3 +124,26 @@ def test_real_mlx_server_answers_and_stops(tmp_path):
         pid = srv.proc.pid
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_offline_proposer_starts_with_a_complete_program_then_makes_single_moves(tmp_path):
+    """From an incumbent without demos a proposal carries max_demos demos at once (the first covers the worst
+    failure); from one with demos it changes one thing."""
+    train = [{"id": f"t{i}", "input": f"x{i}", "reply": "r", "k": {f"K{i % 5}"}} for i in range(30)]
+    prop = OfflineProposer(train, {"a": "Be brief."}, demo_keys=lambda r: r["k"], max_demos=3)
+    fb = tmp_path / "fb.json"
+    fb.write_text(json.dumps([{"id": "g1", "score": 0.0, "keys": ["K3"]}]))
+    base = IterationRecord(iter=0, status="keep", params={}, feedback_path=fb)
+    fills = [prop.propose(History(run_id="r", direction="max", iterations=[base] + [
+        IterationRecord(iter=i, status="revert") for i in range(1, k)]), "Base.") for k in range(1, 6)]
+    assert all(len(c.params["demo_ids"]) == 3 and len(set(c.params["demo_ids"])) == 3 for c in fills)
+    assert all(c.description.startswith("offline: fill_demos") for c in fills)
+    assert len({params_key(c.params) for c in fills}) == 5
+    kept = IterationRecord(iter=1, status="keep", params={"instruction": "Base.", "demo_ids": ["t1", "t2"], "edits": []},
+                           feedback_path=fb)
+    for k in range(2, 8):
+        c = prop.propose(History(run_id="r", direction="max", iterations=[base, kept] + [
+            IterationRecord(iter=i, status="revert") for i in range(2, k)]), "Base.")
+        d, e = c.params["demo_ids"], c.params["edits"]
+        changed = len(set(d) ^ {"t1", "t2"}) + len(e)
+        assert 1 <= changed <= 2 and not c.description.startswith("offline: fill"), c.description

@@ -54,9 +54,12 @@ def tried(history: Any) -> set[str]:
 class OfflineProposer:
     """No proposer LLM: local search over (few-shot demos from the training split) x (instruction edits).
 
-    Each proposal makes one move from the incumbent: add, swap or drop a demo, or add/drop an edit from
-    `library`. Demos are picked to cover what the incumbent gets wrong: `demo_keys(row)` gives a row's
-    labels (e.g. its skill codes); train rows sharing labels with the worst feedback items are preferred.
+    While the incumbent has no demos, a proposal is a complete program: `max_demos` demos at once (as DSPy's
+    random search starts), since one added demo at a time spends a keep decision per demo, and at small call
+    budgets the run ends before it gets to the several demos a small model needs. After that each proposal
+    makes one move from the incumbent: add, swap or drop a demo, or add/drop an edit from `library`. Demos
+    are picked to cover what the incumbent gets wrong: `demo_keys(row)` gives a row's labels (e.g. its skill
+    codes); train rows sharing labels with the worst feedback items are preferred.
     Seeded by the iteration number, so a resumed run proposes the same thing again.
     """
 
@@ -108,8 +111,17 @@ class OfflineProposer:
             if edits:
                 moves += ["drop_edit"]
             move = rng.choice(moves) if moves else "add_demo"
+            if not demos and self.max_demos > 1 and attempt < 40:
+                move = "fill_demos"
             what = ""
-            if move in ("add_demo", "swap_demo"):
+            if move == "fill_demos":
+                while len(demos) < self.max_demos:
+                    new = self._pick_demo(rng, demos, history, targeted=attempt < 10)
+                    if new is None:
+                        break
+                    demos.append(new)
+                what = ",".join(demos)
+            elif move in ("add_demo", "swap_demo"):
                 new = self._pick_demo(rng, demos, history, targeted=attempt < 10)
                 if new is None:
                     continue
