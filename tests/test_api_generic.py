@@ -332,13 +332,14 @@ def final_config(events: list[dict]) -> dict:
     return {**BASE, **(kept[-1]["scores"]["info"].get("config_params") or {})}
 
 
-@pytest.mark.parametrize("seed", [0] + [pytest.param(s, marks=pytest.mark.slow) for s in range(1, 5)])
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
 def test_acceptance_finds_the_index_drops_the_costly_knob_never_keeps_the_trap(tmp_path, seed):
     """The issue's acceptance on the example orders service, with the shipped defaults (TPE with constraints and
     ablation, 8 interleaved repeats, concurrency 1, patience 8): the run ends within 15 iterations on a config
     with the index and without sync_log, no kept config ever used the stale cache or answered wrong, and nothing
-    is left. Seed 0 runs in the default suite (~4 min at load 10 on 2 cores); all five with -m slow
-    (bench/results/api_generic_acceptance.txt)."""
+    is left. All five seeds with -m slow (~1 min each on a quiet 2-core box; .ci/run runs them when CI time
+    allows), so the README's test command stays under 10 minutes; bench/results/api_generic_acceptance.txt."""
     target = tmp_path / "orders_api.py"
     target.write_text(f"""from autoloop.services import ApiTarget
 from autoloop.services.example import CALLS
