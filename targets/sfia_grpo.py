@@ -83,7 +83,7 @@ class SfiaGRPO:
     group_size: int = 8
     loss_type: str = "dapo"  # grpo | dr_grpo | dapo (token-level)
     beta: float = 0.02  # KL to the base model (adapters off)
-    temperature: float = 1.0
+    temperature: float = _env("SFIA_GRPO_TEMPERATURE", 1.0, float)
     max_completion_tokens: int = 112
     # DAPO's soft overlong punishment over the last 32 sampled tokens: real adverts are ~2x the training
     # prompts, and a GRPO cycle without it taught longer replies that the 112-token cap then cut (invalid JSON)
@@ -234,7 +234,8 @@ class SfiaGRPO:
             "stage": stage, "cycles": int(prev.get("cycles", 0)) + 1, "lr": lr, "seed": seed, "step": step,
             "last_cycle": summary,
             "reward_first_last": [stats["rewards"][0], stats["rewards"][-1]] if stats.get("rewards") else None,
-            "loss_first_last": [stats["losses"][0], stats["losses"][-1]] if stats.get("losses") else None,
+            "loss_first_last": ([losses[0], losses[-1]] if (losses := [x for x in stats.get("losses") or []
+                                                                      if x is not None]) else None),
             "reward_curve": _downsample(stats.get("rewards") or [], 40),
             "loss_curve": _downsample(stats.get("losses") or [], 40),
             "finished_at": time.time()}, indent=1, default=str) + "\n")
@@ -298,8 +299,9 @@ class SfiaGRPO:
 
 
 def _downsample(xs: list, n: int) -> list:
-    """At most n points of a per-step curve (means of equal chunks), rounded: enough to see a trend in history."""
-    xs = [float(x) for x in xs]
+    """At most n points of a per-step curve (means of equal chunks), rounded: enough to see a trend in history.
+    Steps without a value (a GRPO step whose groups all had equal rewards has no loss) are left out."""
+    xs = [float(x) for x in xs if x is not None]
     if len(xs) <= n:
         return [round(x, 4) for x in xs]
     k = len(xs) / n

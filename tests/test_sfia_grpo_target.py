@@ -131,3 +131,16 @@ def test_a_batch_spreads_seeds_and_learning_rates() -> None:
     assert [m.params["lr"] for m in members] == [alone.params["lr"] * f for f in LR_SPREAD[:3]]
     assert all(m.params["stage"] == alone.params["stage"] == "grpo" for m in members)
     assert "batch member 2" in members[1].description and "batch member 3" in members[2].description
+
+
+def test_curves_leave_out_steps_without_a_loss() -> None:
+    """A GRPO step whose groups all had equal rewards has no loss (None); the cycle's saved curves skip it
+    instead of crashing the run phase after the training was done (seen with a sampling temperature of 0.7)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "targets"))
+    from sfia_grpo import _downsample
+
+    assert _downsample([None, 1.0, None, 3.0], 40) == [1.0, 3.0]
+    assert _downsample([None] * 5, 40) == []
+    assert _downsample([float(i) for i in range(80)], 40)[:2] == [0.5, 2.5]
