@@ -117,6 +117,12 @@ class SfiaGRPO:
 
         if env_problem():  # AUTOLOOP_BLAS names a missing library
             raise TargetError(env_problem())
+        # GRPO settings a run would otherwise reject only in its first GRPO cycle, after the warm-up
+        if not 0 <= self.overlong_buffer < self.max_completion_tokens:
+            raise TargetError(f"SFIA_OVERLONG_BUFFER={self.overlong_buffer}: use 0 (off) up to "
+                              f"{self.max_completion_tokens - 1} (below max_completion_tokens)")
+        if not self.temperature > 0:
+            raise TargetError(f"SFIA_GRPO_TEMPERATURE={self.temperature}: use a sampling temperature above 0, e.g. 0.7")
         splits = [Path(g) for g in getattr(self, "gold_splits", {}).values()]
         golds = list(dict.fromkeys([Path(self.gold)] + [g for g in splits if g.exists()]))  # every gold split present
         for f in (self.train_file, self.dev_file):

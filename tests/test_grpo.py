@@ -204,7 +204,7 @@ def test_overlong_penalty_ramps_and_teaches_shorter_replies(tok):
     task reward that is the same for every reply, the penalty alone makes replies shorter."""
     cfg = grpo.GRPOConfig(max_completion_tokens=10, overlong_buffer=4, overlong_penalty=0.5)
     assert [grpo.overlong_penalty(n, True, cfg) for n in (5, 6, 7, 8, 10)] == [0.0, 0.0, -0.125, -0.25, -0.5]
-    assert grpo.overlong_penalty(3, False, cfg) == -0.5  # cut by the cap (a deadline-less safety: treated as full)
+    assert grpo.overlong_penalty(3, False, cfg) == -0.5  # not stopped: cut at the cap, whatever its length
     with pytest.raises(ValueError, match="overlong_buffer"):
         grpo.GRPOConfig(max_completion_tokens=10, overlong_buffer=10)
     m, _ = lora_model(seed=2)

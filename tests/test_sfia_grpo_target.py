@@ -144,3 +144,13 @@ def test_curves_leave_out_steps_without_a_loss() -> None:
     assert _downsample([None, 1.0, None, 3.0], 40) == [1.0, 3.0]
     assert _downsample([None] * 5, 40) == []
     assert _downsample([float(i) for i in range(80)], 40)[:2] == [0.5, 2.5]
+
+
+def test_bad_grpo_settings_are_one_line_errors_before_anything_runs(runs_dir: Path) -> None:
+    import os
+
+    for var, value in (("SFIA_OVERLONG_BUFFER", "112"), ("SFIA_GRPO_TEMPERATURE", "0"), ("SFIA_GRPO_TEMPERATURE", "hot")):
+        p = autoloop(runs_dir, "run", str(ROOT / "targets/sfia_grpo.py"), check=False, env=dict(os.environ, **{var: value}))
+        assert p.returncode == 2, (var, value, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1 and var in p.stderr, p.stderr
+        assert not (runs_dir / "history.duckdb").exists()
