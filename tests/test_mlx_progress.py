@@ -33,9 +33,12 @@ def test_generation_reports_replies_and_matches_mlx_lm_batch_generate(in_child):
     model, tok = tiny_llama(seed=2), tiny_tokenizer()
     texts, stats = generate_batch_with_stats(model, tok, CHATS, max_tokens=12, batch_size=2)
     mx.random.seed(0)
-    ref = batch_generate(model, tok, encode_chats(tok, CHATS), max_tokens=12, sampler=make_sampler(temp=0.0),
+    prompts = encode_chats(tok, CHATS)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # ours decodes shortest first
+    assert order != list(range(len(prompts)))  # so the reordering is exercised
+    ref = batch_generate(model, tok, [prompts[i] for i in order], max_tokens=12, sampler=make_sampler(temp=0.0),
                          completion_batch_size=2, prefill_batch_size=2, return_token_ids=True)
-    assert texts == list(ref.texts)
+    assert [texts[i] for i in order] == list(ref.texts)
     assert stats["generated_tokens"] == sum(len(t) for t in ref.token_ids)
     p = progress.read_progress(in_child, "run")
     assert (p["task"], p["done"], p["total"], p["unit"]) == ("generate", 5, 5, "replies")

@@ -4,6 +4,7 @@ Why batched: on a 2-core CPU one sequence decodes at ~16 tokens/s, while a batch
 its rows; mlx-lm's `batch_generate` (continuous batching, left-padded prefill) does this for us. Greedy decoding
 (temperature 0) is deterministic for a given batch size; rows are padded differently at other batch sizes, so
 float rounding may, rarely, flip a near-tie token — keep the batch size fixed across a run's evaluations.
+Prompts are decoded shortest first (less padding in each prefill batch) and returned in input order.
 """
 from __future__ import annotations
 
@@ -76,8 +77,16 @@ def generate_batch_with_stats(model, tokenizer, messages_list: list[list[dict]],
             raise ValueError(f"logits_processors: {len(logits_processors)} entries for {len(prompts)} chats; "
                              "pass one (list of) processor(s) per chat")
         rows = [list(p) if isinstance(p, (list, tuple)) else [p] for p in logits_processors]
-    token_ids, stopped = _batch_generate(model, tokenizer, prompts, max_tokens, make_sampler(temp=temperature),
-                                         batch_size, progress_task, rows, alive)
+    # Prefill runs in batches right-padded to their longest prompt: on real adverts (84-498 tokens) input order
+    # pads 171 prompts to 75k tokens, shortest-first to 56k (-25% of the exam's prefill, its largest cost on a
+    # CPU). Rows go in sorted by length (stable) and come back in input order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    ids_sorted, stopped = _batch_generate(model, tokenizer, [prompts[i] for i in order], max_tokens,
+                                          make_sampler(temp=temperature), batch_size, progress_task,
+                                          [rows[i] for i in order] if rows is not None else None, alive)
+    token_ids: list = [None] * len(prompts)
+    for pos, i in enumerate(order):
+        token_ids[i] = ids_sorted[pos]
     wall = time.perf_counter() - start
     generated = sum(len(t) for t in token_ids)
     stats = {"prompts": len(prompts), "prompt_tokens": sum(len(p) for p in prompts), "generated_tokens": generated,
