@@ -149,7 +149,8 @@ def test_curves_leave_out_steps_without_a_loss() -> None:
 def test_bad_grpo_settings_are_one_line_errors_before_anything_runs(runs_dir: Path) -> None:
     import os
 
-    for var, value in (("SFIA_OVERLONG_BUFFER", "112"), ("SFIA_GRPO_TEMPERATURE", "0"), ("SFIA_GRPO_TEMPERATURE", "hot")):
+    for var, value in (("SFIA_OVERLONG_BUFFER", "112"), ("SFIA_GRPO_TEMPERATURE", "0"), ("SFIA_GRPO_TEMPERATURE", "hot"),
+                       ("SFIA_GRPO_PROMPTS", "0"), ("SFIA_GRPO_BETA", "-1")):
         p = autoloop(runs_dir, "run", str(ROOT / "targets/sfia_grpo.py"), check=False, env=dict(os.environ, **{var: value}))
         assert p.returncode == 2, (var, value, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and var in p.stderr, p.stderr
