@@ -87,16 +87,20 @@ def _owning_processes(run: Run) -> Iterator[None]:
     engine's own helpers carry `<run>/engine`, and at the end every marked or adopted process is ended."""
     reaper.become_subreaper()
     before = reaper.child_pids()
-    old = os.environ.get(reaper.MARKER)
+    old = {k: os.environ.get(k) for k in (reaper.MARKER, reaper.OWNER)}
+    owner = str(run.dir.resolve())
     os.environ[reaper.MARKER] = f"{run.run_id}/engine"
+    os.environ[reaper.OWNER] = owner  # inherited by every helper and child: the sweep below ends only ours
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(reaper.MARKER, None)
-        else:
-            os.environ[reaper.MARKER] = old
-        reaper.terminate(reaper.marked(prefix=f"{run.run_id}/") + reaper.adopted(before), grace=sandbox.GRACE_S)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reaper.terminate(reaper.marked(prefix=f"{run.run_id}/", owner=owner) + reaper.adopted(before),
+                         grace=sandbox.GRACE_S)
         reaper.become_subreaper(False)  # a process that drives runs in-process (a benchmark) is left as it was
 
 

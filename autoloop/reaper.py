@@ -13,6 +13,11 @@ works everywhere. So:
    end of a run finds anything its own helpers started (a local model server, a service).
 
 cgroup v2 would also do, but it is rarely writable without root or systemd delegation: not used.
+
+Run ids are unique within a runs folder only: two runs named alike (`--run-id nightly` in two projects, or
+two runs of one target started in the same second in two folders) carry the same marker. So the engine also
+sets `AUTOLOOP_OWNER=<its run folder>`, and a sweep by marker ends only processes of its own owner: without
+it, the first run to end killed the other run's warm worker and children mid-iteration.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from typing import Iterable
 import psutil
 
 MARKER = "AUTOLOOP_CANDIDATE"
+OWNER = "AUTOLOOP_OWNER"  # the run folder of the engine that started the process (see the module docstring)
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -51,17 +57,21 @@ def is_subreaper() -> bool:
     return _subreaper
 
 
-def marked(value: str | None = None, prefix: str | None = None) -> list[psutil.Process]:
+def marked(value: str | None = None, prefix: str | None = None, owner: str | None = None) -> list[psutil.Process]:
     """Processes (other than this one) whose environment carries the marker: equal to `value`, or
-    starting with `prefix`. Processes we may not read (another user's) are skipped."""
+    starting with `prefix`; with `owner`, only those whose AUTOLOOP_OWNER is that too (another run with the
+    same id is not ours). Processes we may not read (another user's) are skipped."""
     me = os.getpid()
     out = []
     for p in psutil.process_iter():
         if p.pid == me:
             continue
         try:
-            v = p.environ().get(MARKER)
+            environ = p.environ()
         except (psutil.Error, OSError):
+            continue
+        v = environ.get(MARKER)
+        if owner is not None and environ.get(OWNER) != owner:
             continue
         if v is not None and ((value is not None and v == value) or (prefix is not None and v.startswith(prefix))):
             out.append(p)

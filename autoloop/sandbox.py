@@ -314,7 +314,7 @@ class Child:
         leftovers = [p for p in self.known if p.pid != proc.pid and _alive(p)]
         leftovers += [p for p in self._adopted() if p.pid != proc.pid]
         if call.marker and not reaper.is_subreaper():  # the portable fallback (macOS): scan for the marker
-            leftovers += reaper.marked(value=call.marker)
+            leftovers += reaper.marked(value=call.marker, owner=os.environ.get(reaper.OWNER))
         reaper.terminate(leftovers, grace=1.0 if status is None else GRACE_S)
         self.log.close()
         if self.log.error is not None:
