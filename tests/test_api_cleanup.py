@@ -148,6 +148,7 @@ def test_sigkill_of_the_scoring_process(env, tmp_path):
     assert not list((cache / "tmp").glob(f"inst-{child.pid}-*"))
 
 
+@pytest.mark.slow  # ~20-30 s: runs in .ci/run's slow step, keeping the README's test command under 10 minutes
 def test_engine_kill9_then_resume(env, tmp_path):
     cache, _ = env
     runs = tmp_path / "runs"

@@ -103,6 +103,7 @@ def test_a_wrong_cache_is_caught_and_never_kept(small, tmp_path, wrong):
     assert not d.keep and "guard correctness" in d.reason
 
 
+@pytest.mark.slow  # ~20-30 s: runs in .ci/run's slow step, keeping the README's test command under 10 minutes
 def test_baseline_against_itself_is_never_kept(medium, tmp_path):
     """The target's real keep rule (8 interleaved repeats, block bootstrap, 10% bar) on two copies of
     the baseline: whatever the noise, no iteration may claim an improvement."""

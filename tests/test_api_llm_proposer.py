@@ -2,6 +2,8 @@
 the real anthropic SDK, against a local server that speaks the Messages API (no network)."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import re
@@ -27,6 +29,7 @@ def responder(body: dict) -> str:
     return "Index the filters and use the primary key.\n" + json.dumps(FAST)
 
 
+@pytest.mark.slow  # ~20-30 s: runs in .ci/run's slow step, keeping the README's test command under 10 minutes
 def test_llm_proposes_engine_records_calls_and_falls_back_to_tpe(tmp_path):
     runs = tmp_path / "runs"
     with FakeAnthropic(api_key=KEY, responder=responder) as server:

@@ -170,6 +170,7 @@ def test_live_run_curve_candidate_and_overlay_in_chromium(runs_dir: Path, browse
     assert not errors, errors
 
 
+@pytest.mark.slow  # ~20-30 s: runs in .ci/run's slow step, keeping the README's test command under 10 minutes
 def test_members_in_flight_per_node_in_chromium(runs_dir: Path, browser, shots: Path) -> None:
     """A batch of 3 with 2 slots: the run page lists the members in flight per node (node, member, phase,
     elapsed, the elapsed time counting on between polls), the third once a slot frees, none once it ends."""
