@@ -57,8 +57,15 @@ def _db(ctx: click.Context) -> Path:
 @click.pass_context
 def main(ctx: click.Context, runs_dir: Path | None) -> None:
     """autoloop: propose, run under a budget, score on a fixed gold set, keep or revert, stop at a plateau."""
+    import faulthandler
+
     from autoloop.runs import runs_dir_default
 
+    # A crash inside a C extension (one SIGSEGV inside duckdb.connect on the history-writer thread was seen in ~60
+    # short runs, duckdb 2.0.1) kills the engine with no Python traceback; this prints every thread's stack to
+    # stderr first, so the report names where. The journal is fsync'd first: `autoloop resume` loses nothing.
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     ctx.ensure_object(dict)
     ctx.obj["runs_dir"] = (runs_dir.resolve() if runs_dir else runs_dir_default())
 
