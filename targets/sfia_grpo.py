@@ -86,8 +86,8 @@ class SfiaGRPO:
     # reference forward pass per group; two groups a step without KL (as DAPO) decode 16 rows at once (58 vs 43
     # sampled tok/s here) and trained 1.66x the completion tokens. Measured from one SFT state, one cycle each,
     # scored on 60 realistic items (SFT 0.436): 1 group + KL 0.477 (JSON 0.97); 2 groups, no KL 0.492 (JSON 0.98);
-    # the same at lr 5e-5 0.441 (JSON 0.88: too large a step for ~13 steps). The keep rule's JSON guard is the
-    # drift check that KL was.
+    # the same at lr 5e-5 0.441 (JSON 0.88: too large a step for ~13 steps); bench/grpo_cycle.py reruns such a
+    # comparison. The keep rule's JSON guard is the drift check that KL was.
     prompts_per_step: int = _env("SFIA_GRPO_PROMPTS", 2, int)
     loss_type: str = "dapo"  # grpo | dr_grpo | dapo (token-level)
     beta: float = _env("SFIA_GRPO_BETA", 0.0, float)  # 0 skips the reference forward pass
