@@ -61,9 +61,9 @@ def main(ctx: click.Context, runs_dir: Path | None) -> None:
 
     from autoloop.runs import runs_dir_default
 
-    # A crash inside a C extension (one SIGSEGV inside duckdb.connect on the history-writer thread was seen in ~60
-    # short runs, duckdb 2.0.1) kills the engine with no Python traceback; this prints every thread's stack to
-    # stderr first, so the report names where. The journal is fsync'd first: `autoloop resume` loses nothing.
+    # A crash inside a C extension kills the engine with no Python traceback; this prints every thread's stack
+    # to stderr first, so the report names where (it is how the setenv/duckdb.connect race in autoloop.envguard
+    # was found). The journal is fsync'd first: `autoloop resume` loses nothing.
     if not faulthandler.is_enabled():
         faulthandler.enable()
     ctx.ensure_object(dict)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from autoloop import envguard
 from autoloop.journal import JOURNAL, read_events
 
 
@@ -34,6 +35,8 @@ def _locked(e: BaseException) -> bool:
         "lock" in text or "conflicting" in text or "being used" in text or "not a valid duckdb database" in text)
 
 
+envguard.install()  # before any thread of this process opens a database (see autoloop.envguard)
+
 STORAGE_VERSION = "v1.4.0"  # readable by duckdb / duckdb-cli >= 1.4
 
 
@@ -42,8 +45,9 @@ def connect(db_path: Path, read_only: bool = False, timeout_s: float = 30.0) -> 
     @retry(retry=retry_if_exception(_locked), stop=stop_after_delay(timeout_s),
            wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True)
     def _open() -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(db_path), read_only=read_only,
-                              config={"storage_compatibility_version": STORAGE_VERSION})
+        with envguard.opening():  # duckdb.connect reads the environment: no setenv meanwhile (see envguard)
+            return duckdb.connect(str(db_path), read_only=read_only,
+                                  config={"storage_compatibility_version": STORAGE_VERSION})
 
     if read_only and not Path(db_path).exists():
         raise FileNotFoundError(f"{db_path}: no history yet; run `autoloop run TARGET.py` first")
@@ -495,7 +499,8 @@ def snapshot(db_path: Path, dest: Path, timeout_s: float = 60.0) -> Path:
     tmp = dest.with_name(dest.name + ".tmp")
     for p in (tmp, Path(str(tmp) + ".wal")):
         p.unlink(missing_ok=True)
-    con = duckdb.connect()
+    with envguard.opening():
+        con = duckdb.connect()
 
     @retry(retry=retry_if_exception(_locked), stop=stop_after_delay(timeout_s),
            wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True)

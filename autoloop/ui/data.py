@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from autoloop import members, store
+from autoloop import envguard, members, store
 from autoloop.members import MEMBERS_FILE
 from autoloop.report import JSON_COLUMNS, run_state
 
@@ -109,7 +109,8 @@ class Snapshot:
                 continue
             dest, st = got
             try:
-                con = duckdb.connect(str(dest), read_only=True)
+                with envguard.opening():
+                    con = duckdb.connect(str(dest), read_only=True)
             except duckdb.Error as e:  # a torn copy, or a file this DuckDB cannot read
                 last_error = e
                 self._discard(dest)
