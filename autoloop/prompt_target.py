@@ -125,6 +125,9 @@ class PromptTarget:
         return fb[: self.feedback_n] if self.feedback_n else fb, ho[: self.heldout_n] if self.heldout_n else ho
 
     def check(self) -> None:
+        if self.proposer not in ("auto", "offline", "reflective"):
+            raise TargetError(f"proposer {self.proposer!r} is not one of auto, offline, reflective; pick one "
+                              f"(targets/sfia_prompt.py reads it from SFIA_PROMPT_PROPOSER)")
         fb, ho = self.split()
         if len(ho) < 2 or not fb:
             raise TargetError(f"{self.gold}: split gives {len(fb)} feedback and {len(ho)} held-out items; "

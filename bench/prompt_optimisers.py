@@ -4,7 +4,9 @@
     python bench/prompt_optimisers.py --budgets 24 --seeds 0 --test 8 --select 8 --library off   # smoke
 
 What every arm gets (the same, by construction):
-- the task model: one local mlx_lm.server with the bundled SmolLM2-135M (temperature 0, max_tokens 128);
+- the task model: one local mlx_lm.server with the bundled SmolLM2-135M (temperature 0, max_tokens 128), or
+  with `--task-model anthropic:MODEL` (and ANTHROPIC_API_KEY) that API model behind a counting proxy on
+  127.0.0.1, through which every arm's task calls go (our arm's proposer stays the offline one either way);
 - the training rows to draw demos from: all of targets/sfia/data/train.jsonl (shuffled per seed for the
   peers, whose random search depends on the order; our proposer is seeded by SFIA_PROMPT_SEED);
 - the selection rows: `--select` gold items (the engine splits them into its feedback and keep-decision
@@ -71,6 +73,12 @@ CONCURRENCY = 8  # the target's concurrency
 TIMEOUT_S = 1800  # per request, for every arm: on a CPU shared with a training run a reply can take minutes
 
 
+def die(line: str) -> None:
+    """Bad input: one line naming the option and the fix, exit code 2 (the project's rule)."""
+    print(line, file=sys.stderr)
+    sys.exit(2)
+
+
 # ------------------------------------------------------------------------------------------------- data
 def load_data(args) -> dict[str, Any]:
     from sfia import GOLD_PATH, TRAIN_PATH
@@ -80,7 +88,7 @@ def load_data(args) -> dict[str, Any]:
     gold = load_jsonl(GOLD_PATH)
     order = random.Random(f"bench-split:{args.split_seed}").sample(gold, len(gold))
     if args.select + args.test > len(order):
-        sys.exit(f"--select {args.select} + --test {args.test} > {len(order)} gold rows in {GOLD_PATH}; lower them")
+        die(f"--select {args.select} + --test {args.test} > {len(order)} gold rows in {GOLD_PATH}; lower them")
     return {"select": order[: args.select], "test": order[args.select: args.select + args.test],
             "train": load_jsonl(TRAIN_PATH), "base": SYSTEM_PROMPT, "library": instruction_library()}
 
@@ -100,6 +108,8 @@ def messages(instruction: str, demos: list[tuple[str, str]], text: str) -> list[
 # ------------------------------------------------------------------------------------------------- server
 class Server:
     """One mlx_lm.server; `count()` is the number of chat completions its access log shows."""
+
+    kind = "local"
 
     def __init__(self, tmp: Path, name: str):
         from autoloop.llm.local_server import LocalModelServer
@@ -121,6 +131,71 @@ class Server:
 _TEST_REPLIES: dict[str, list[str]] = {}  # the exact test requests -> the server's replies, for this invocation
 
 
+class AnthropicEndpoint:
+    """A real API model as the task model: a counting proxy on 127.0.0.1 in front of Anthropic (or
+    $ANTHROPIC_BASE_URL). Every arm's task calls go through it, so they are counted at one place, as the
+    local server's log counts them: `count()` is the POST /v1/messages for `model` it answered."""
+
+    kind = "anthropic"
+
+    def __init__(self, model: str):
+        import http.client
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.model = model
+        self.upstream = urllib.parse.urlsplit(os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com")
+        up, lock, counts = self.upstream, threading.Lock(), {"task": 0, "other": 0}
+        self._counts = counts
+        hop = {"host", "connection", "keep-alive", "transfer-encoding", "proxy-connection", "content-length"}
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                conn_cls = http.client.HTTPSConnection if up.scheme == "https" else http.client.HTTPConnection
+                conn = conn_cls(up.netloc, timeout=TIMEOUT_S)
+                try:
+                    conn.request(self.command, up.path.rstrip("/") + self.path, body=body or None,
+                                 headers={k: v for k, v in self.headers.items() if k.lower() not in hop})
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                if self.command == "POST" and self.path.split("?")[0].endswith("/v1/messages") and resp.status == 200:
+                    try:
+                        which = "task" if json.loads(body).get("model") == model else "other"
+                    except ValueError:
+                        which = "other"
+                    with lock:
+                        counts[which] += 1
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in hop:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_GET = _relay
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, name="count-proxy", daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def count(self) -> int:
+        return self._counts["task"]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def test_score(server: Server, reqs: list[list[dict[str, str]]], rows: list[dict], parse=lambda t: t) -> float:
     """Mean forge_score on the test rows, concurrently, through autoloop's HTTP client, no response cache.
     A program whose exact test requests were already answered in this invocation (the same instruction and
@@ -136,8 +211,13 @@ def _ask(server: Server, reqs: list[list[dict[str, str]]]) -> list[str]:
     from autoloop.llm.openai_compat import OpenAICompatClient
     from autoloop.llm.types import LLMRequest
 
-    client = OpenAICompatClient(server.base_url, model_id="local:smollm2", max_concurrency=CONCURRENCY, cache=False,
-                                timeout_s=TIMEOUT_S)
+    if getattr(server, "kind", "local") == "anthropic":
+        from autoloop.llm.anthropic_client import AnthropicClient
+
+        client: Any = AnthropicClient(server.model, base_url=server.base_url, max_concurrency=CONCURRENCY, cache=False)
+    else:
+        client = OpenAICompatClient(server.base_url, model_id="local:smollm2", max_concurrency=CONCURRENCY,
+                                    cache=False, timeout_s=TIMEOUT_S)
     try:
         lreqs = []
         for i, msgs in enumerate(reqs):
@@ -146,7 +226,7 @@ def _ask(server: Server, reqs: list[list[dict[str, str]]]) -> list[str]:
                                     temperature=0.0, tag=str(i)))
         res = client.complete_many(lreqs)
     finally:
-        client.close()
+        getattr(client, "close", lambda: None)()
     failed = sum(not r.ok for r in res)
     if failed:
         raise RuntimeError(f"{failed}/{len(res)} test calls failed; not scored")
@@ -164,7 +244,10 @@ def run_ours(data, server: Server, args, seed: int, library: bool, tmp: Path) ->
     gold = work / "select.jsonl"
     gold.write_text("".join(json.dumps(r) + "\n" for r in data["select"]))
     stop = work / "STOP"
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}  # task model and proposer: local
+    api = server.kind == "anthropic"
+    env = {k: v for k, v in os.environ.items() if api or k != "ANTHROPIC_API_KEY"}  # a local task model: all local
+    if api:  # the task model through the counting proxy; the proposer stays the offline one, as with a local model
+        env.update(ANTHROPIC_BASE_URL=server.base_url, AUTOLOOP_TASK_MODEL=server.model, SFIA_PROMPT_PROPOSER="offline")
     env.update(AUTOLOOP_RUNS_DIR=str(runs), SFIA_PROMPT_GOLD=str(gold), AUTOLOOP_LLM_TIMEOUT_S=str(TIMEOUT_S),
                SFIA_PROMPT_RUN_S=str(4 * TIMEOUT_S), SFIA_PROMPT_SCORE_S=str(4 * TIMEOUT_S),
                SFIA_PROMPT_LIBRARY="1" if library else "0", SFIA_PROMPT_SEED=str(seed),
@@ -173,15 +256,21 @@ def run_ours(data, server: Server, args, seed: int, library: bool, tmp: Path) ->
            "--run-id", "bench", "--max-iters", "10000", "--patience", "10000", "--stop-file", str(stop),
            "--no-progress", "--progress-every", "0"]
     top = max(args.budgets)
-    t0 = time.time()
+    t0, n0 = time.time(), server.count()
+
+    def spent() -> int:  # task calls the model answered during this run: the proxy's count, or the servers' logs
+        if api:
+            return server.count() - n0
+        # Every server start makes one 1-token warm-up request after its first successful health check.
+        return sum(t.count("POST /v1/chat/completions") - t.count('"GET /health HTTP/1.1" 200')
+                   for t in (p.read_text(errors="replace") for p in runs.rglob("mlx_server.log")))
+
     with open(work / "engine.log", "wb") as log:
         proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
-            while proc.poll() is None:  # stop the loop once it has spent the largest budget (server logs)
-                used = sum(p.read_text(errors="replace").count("POST /v1/chat/completions")
-                           for p in runs.rglob("mlx_server.log"))
-                if used >= top and not stop.exists():
+            while proc.poll() is None:  # stop the loop once it has spent the largest budget
+                if spent() >= top and not stop.exists():
                     stop.write_text("budget\n")
                 time.sleep(2)
         except BaseException:
@@ -192,9 +281,7 @@ def run_ours(data, server: Server, args, seed: int, library: bool, tmp: Path) ->
     if proc.returncode not in (0, None):
         tail = (work / "engine.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"autoloop run exited {proc.returncode}:\n{tail}")
-    logs = [p.read_text(errors="replace") for p in runs.rglob("mlx_server.log")]
-    # Every server start makes one 1-token warm-up request after its first successful health check.
-    server_calls = sum(t.count("POST /v1/chat/completions") - t.count('"GET /health HTTP/1.1" 200') for t in logs)
+    server_calls = spent()
     con = duckdb.connect(str(runs / "history.duckdb"), read_only=True)
     its = con.execute("""SELECT i.iter, i.status, i.score, i.info,
                                 (SELECT count(*) FROM llm_calls c WHERE c.run_id = i.run_id AND c.iter = i.iter
@@ -254,8 +341,12 @@ def dspy_setup(server: Server, cache_dir: Path, limit: int | None = None):
             self._check()
             return super().forward(*a, **k)
 
-    lm = CappedLM("openai/default_model", api_base=server.base_url + "/v1", api_key="local", temperature=0.0,
-                  max_tokens=MAX_TOKENS, cache=True, num_retries=3, timeout=TIMEOUT_S)
+    if server.kind == "anthropic":
+        lm = CappedLM(f"anthropic/{server.model}", api_base=server.base_url, temperature=0.0, max_tokens=MAX_TOKENS,
+                      cache=True, num_retries=3, timeout=TIMEOUT_S)
+    else:
+        lm = CappedLM("openai/default_model", api_base=server.base_url + "/v1", api_key="local", temperature=0.0,
+                      max_tokens=MAX_TOKENS, cache=True, num_retries=3, timeout=TIMEOUT_S)
     return dspy, lm
 
 
@@ -424,7 +515,8 @@ def run_gepa(data, server, refl, args, seed, library, kind, tmp, capable: str | 
         return dspy.Prediction(score=float(comps["forge_score"]), feedback=fb)
 
     if capable:
-        rlm = dspy.LM(capable, temperature=1.0, max_tokens=4000, cache=False)
+        base = os.environ.get("ANTHROPIC_BASE_URL") if capable.startswith("anthropic/") else None
+        rlm = dspy.LM(capable, temperature=1.0, max_tokens=4000, cache=False, **({"api_base": base} if base else {}))
         name = f"gepa (reflection {capable.split('/')[-1]})"
     else:
         rlm = dspy.LM("openai/default_model", api_base=refl.base_url + "/v1", api_key="local", temperature=1.0,
@@ -502,7 +594,14 @@ def main() -> None:
     ap.add_argument("--reflection-tokens", type=int, default=256, help="max_tokens of the offline reflection model")
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--task-model", default="local",
+                    help="local (the bundled SmolLM2-135M behind mlx_lm.server) or anthropic:MODEL (needs "
+                         "ANTHROPIC_API_KEY; every arm's task calls go through a counting proxy on 127.0.0.1)")
     args = ap.parse_args()
+    if args.task_model != "local" and not (args.task_model.startswith("anthropic:") and args.task_model[10:]):
+        die(f"--task-model {args.task_model}: use local or anthropic:MODEL (e.g. anthropic:claude-haiku-4-5)")
+    if args.task_model != "local" and not os.environ.get("ANTHROPIC_API_KEY"):
+        die(f"--task-model {args.task_model}: set ANTHROPIC_API_KEY (or use --task-model local)")
     args.budgets = [int(x) for x in args.budgets.split(",")]
     seeds = [int(x) for x in args.seeds.split(",")]
     libs = [x.strip() for x in args.library.split(",")]
@@ -516,10 +615,13 @@ def main() -> None:
     rows_path.write_text("")
     header = [f"command: {command}", f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
               f"selection {len(data['select'])} gold rows, test {len(data['test'])} disjoint gold rows, "
-              f"train {len(data['train'])} rows; task model SmolLM2-135M via mlx_lm.server; budgets {args.budgets}; seeds {seeds}"]
+              f"train {len(data['train'])} rows; task model "
+              f"{'SmolLM2-135M via mlx_lm.server' if args.task_model == 'local' else args.task_model}; "
+              f"budgets {args.budgets}; seeds {seeds}"]
     print("\n".join(header), flush=True)
-    task = Server(tmp, "task")
-    refl = Server(tmp, "reflection") if "gepa" in arms else None
+    local = args.task_model == "local"
+    task: Any = Server(tmp, "task") if local else AnthropicEndpoint(args.task_model.split(":", 1)[1])
+    refl = Server(tmp, "reflection") if "gepa" in arms and local else None
     rows: list[dict] = []
     notes: list[str] = []
     arm_names = ["autoloop engine", "dspy BootstrapFewShotWithRandomSearch", "gepa (reflection: same 135M model)"]
@@ -549,6 +651,8 @@ def main() -> None:
             if os.environ.get("ANTHROPIC_API_KEY") else None
         if "gepa" in arms and not capable:
             notes.append("gepa with a capable reflection model: skipped (set ANTHROPIC_API_KEY to run it)")
+        if "gepa" in arms and not local:
+            notes.append("gepa with the 135M model as reflector: not run (the task model is an API model)")
         for seed in seeds:  # seed-major: a run stopped early still has every setting at the same seeds
             for lib in libs:
                 for arm in arms:
@@ -558,7 +662,7 @@ def main() -> None:
                         elif arm == "dspy":
                             got = run_dspy(data, task, args, seed, lib == "on", kind, tmp)
                         else:
-                            got = run_gepa(data, task, refl, args, seed, lib == "on", kind, tmp)
+                            got = run_gepa(data, task, refl, args, seed, lib == "on", kind, tmp) if local else []
                             if capable:
                                 got += run_gepa(data, task, None, args, seed, lib == "on", kind, tmp, capable)
                     except Exception as e:  # noqa: BLE001 - one arm's failure is a row, not the end of the bench

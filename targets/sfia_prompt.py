@@ -6,7 +6,8 @@
 Environment (bench/prompt_optimisers.py drives the target through these): SFIA_PROMPT_GOLD (a gold JSONL
 other than gold/sfia_gold.jsonl), SFIA_PROMPT_LIBRARY=0 (no instruction library: demos only),
 SFIA_PROMPT_SEED (split and proposer seed), SFIA_PROMPT_{HELDOUT,FEEDBACK,SCREEN}_N (sizes; 0 = the whole split),
-SFIA_PROMPT_RUN_S / SFIA_PROMPT_SCORE_S (phase time limits, seconds).
+SFIA_PROMPT_RUN_S / SFIA_PROMPT_SCORE_S (phase time limits, seconds), SFIA_PROMPT_PROPOSER
+(auto | offline | reflective; AUTOLOOP_TASK_MODEL names the Anthropic task model).
 
 Scored with the same forge_score, on the same gold set, as the GRPO target (targets/sfia/). The gold set
 is split into a feedback split (shown to the proposer, used for screening) and a held-out split (keep
@@ -83,4 +84,5 @@ target = PromptTarget(
     budget_s=float(os.environ.get("SFIA_PROMPT_RUN_S", "300")),
     score_budget_s=float(os.environ.get("SFIA_PROMPT_SCORE_S", "900")),
     max_tokens=128,  # the longest gold reply is 82 SmolLM2 tokens; the untuned model rambles to the cap
+    proposer=os.environ.get("SFIA_PROMPT_PROPOSER", "auto"),  # auto: reflective with ANTHROPIC_API_KEY, else offline
 )
