@@ -269,10 +269,15 @@ class Child:
             os.close(write_fd)
         _LIVE_PIDS.add(self.proc.pid)
         self.log = CappedLog(read_fd, self.log_path, call.log_cap_bytes)
-        self.ps = psutil.Process(self.proc.pid)
+        try:
+            self.ps: psutil.Process | None = psutil.Process(self.proc.pid)
+        except psutil.NoSuchProcess:
+            # It has already ended and been reaped (a warm worker reaps its forks at once; a trivial phase on a
+            # loaded machine can end before this line): poll() gets its status, there is no tree to watch.
+            self.ps = None
         # The first tree sample waits 0.2 s (a short child reports its own peak RSS in its result instead):
         # listing the tree reads every process's /proc entry, the largest engine cost of a short phase.
-        self.peak, self.known, self.last_sample = 0.0, [self.ps], self.start_t
+        self.peak, self.known, self.last_sample = 0.0, [self.ps] if self.ps else [], self.start_t
         return self
 
     def _adopted(self) -> list[psutil.Process]:
@@ -289,7 +294,7 @@ class Child:
             pass
         now = time.time()
         if now - self.last_sample >= 0.2 or call.memory_cap_mb:
-            tree = _tree(self.ps) + self._adopted()
+            tree = (_tree(self.ps) if self.ps else []) + self._adopted()
             self.known.extend(p for p in tree if p not in self.known)
             self.peak = max(self.peak, _rss_mb(tree))
             self.last_sample = now

@@ -149,3 +149,30 @@ def test_bad_executor_option_is_one_line_exit_2(runs_dir: Path) -> None:
     assert p.returncode == 2, p.stderr
     assert "--executor" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not runs_dir.exists() or not list(runs_dir.glob("*/journal.jsonl"))
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_child_that_ended_before_the_engine_looked_is_still_a_result(tmp_path: Path, monkeypatch, warm) -> None:
+    """A trivial phase on a loaded machine can end, and be reaped by the warm worker, before the engine asks
+    psutil about it (seen once: NoSuchProcess took the engine down). Injected here: the first lookup of the
+    child finds no process; the real child's outcome must still come back."""
+    import psutil
+
+    from autoloop import sandbox
+
+    real, calls = psutil.Process, []
+
+    def gone_first(pid=None):
+        calls.append(pid)
+        if len(calls) == 1:
+            raise psutil.NoSuchProcess(pid)
+        return real(pid)
+
+    monkeypatch.setattr(sandbox.psutil, "Process", gone_first)
+    call = _run_call(tmp_path, "quick", 0.0, 0.75)
+    child = sandbox.Child(call, warm=warm).start()
+    while not child.poll(timeout=0.05):
+        pass
+    res = child.finish()
+    assert res.status == "ok", res.error
+    assert float((tmp_path / "quick" / "value.txt").read_text()) == 0.75

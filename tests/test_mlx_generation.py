@@ -65,6 +65,7 @@ def test_greedy_batch_is_deterministic_ordered_and_answers(loaded):
 
 
 @needs_gguf
+@pytest.mark.slow  # ~20 s; greedy determinism and batch order stay in the default run
 def test_sampling_is_seeded(loaded):
     from autoloop.mlx.generation import generate_batch
 

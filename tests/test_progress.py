@@ -88,6 +88,7 @@ def test_a_non_terminal_run_logs_progress_lines_during_a_long_phase(runs_dir: Pa
     assert not _lines(quiet, "run")
 
 
+@pytest.mark.slow  # 20-27 s; the progress lines of a long phase stay in the default run
 def test_status_shows_the_progress_of_the_phase_in_flight(runs_dir: Path) -> None:
     e = dict(os.environ, AUTOLOOP_RUNS_DIR=str(runs_dir), REFS_SLEEP="8", **FAST)
     proc = subprocess.Popen([sys.executable, "-m", "autoloop", "run", REFS, "--max-iters", "1", "--no-progress"],
