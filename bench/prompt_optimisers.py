@@ -2,6 +2,7 @@
 
     nice -n 5 python bench/prompt_optimisers.py                      # the full table (hours on a busy 2-core CPU)
     python bench/prompt_optimisers.py --budgets 24 --seeds 0 --test 8 --select 8 --library off   # smoke
+    python bench/prompt_optimisers.py ... --resume      # continue a stopped invocation (same options)
 
 What every arm gets (the same, by construction):
 - the task model: one local mlx_lm.server with the bundled SmolLM2-135M (temperature 0, max_tokens 128), or
@@ -71,6 +72,26 @@ MAX_TOKENS = 128  # the target's max_tokens (targets/sfia_prompt.py)
 MAX_DEMOS = 3  # the target's max_demos
 CONCURRENCY = 8  # the target's concurrency
 TIMEOUT_S = 1800  # per request, for every arm: on a CPU shared with a training run a reply can take minutes
+
+
+def _what(command: str) -> list[str]:
+    """A command's options without where it writes (--out): what a --resume must match."""
+    words, out = shlex.split(command), []
+    skip = False
+    for w in words:
+        if skip or w.startswith("--out="):
+            skip = False
+            continue
+        if w == "--out":
+            skip = True
+            continue
+        out.append(w)
+    return out
+
+
+def arm_key(name: str) -> str:
+    """ours | dspy | gepa, from a row's arm name (or the key itself, in an error row)."""
+    return "ours" if name.startswith(("autoloop", "ours")) else name.split()[0]
 
 
 def die(line: str) -> None:
@@ -597,6 +618,8 @@ def main() -> None:
     ap.add_argument("--task-model", default="local",
                     help="local (the bundled SmolLM2-135M behind mlx_lm.server) or anthropic:MODEL (needs "
                          "ANTHROPIC_API_KEY; every arm's task calls go through a counting proxy on 127.0.0.1)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the invocation whose table is at --out (same options): finished runs are kept")
     args = ap.parse_args()
     if args.task_model != "local" and not (args.task_model.startswith("anthropic:") and args.task_model[10:]):
         die(f"--task-model {args.task_model}: use local or anthropic:MODEL (e.g. anthropic:claude-haiku-4-5)")
@@ -606,29 +629,47 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     libs = [x.strip() for x in args.library.split(",")]
     arms = [x.strip() for x in args.arms.split(",")]
-    command = "python bench/prompt_optimisers.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python bench/prompt_optimisers.py " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+    rows_path = args.out.with_suffix(".jsonl")
+    rows: list[dict] = []
+    resumed = ""
+    if args.resume:
+        # The same invocation, continued (a stopped session, a reboot): rows of finished (seed, setting, arm)
+        # runs are kept, the rest run. The options must be the same; the table may have been moved (--out).
+        before = args.out.read_text().splitlines() if args.out.exists() else []
+        first = next((ln for ln in before if ln.startswith("command: ")), None)
+        started = next((ln for ln in before if ln.startswith("started ")), None)
+        if first is None or not rows_path.exists():
+            die(f"--resume: no earlier table at {args.out} (and {rows_path.name}); run without --resume first")
+        if _what(first[9:]) != _what(command):
+            die(f"--resume: {args.out} was written by `{first[9:]}`; resume with exactly those options")
+        rows = [r for r in (json.loads(x) for x in rows_path.read_text().splitlines() if x.strip()) if "error" not in r]
+        resumed = (f"resumed {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with --resume: the "
+                   f"{len({(r['seed'], r['library'], arm_key(r['arm'])) for r in rows})} optimiser runs finished "
+                   f"before were kept, the others ran now (same splits, seeds and sizes)")
 
     data = load_data(args)
     tmp = Path(tempfile.mkdtemp(prefix="bench-prompt-"))
-    rows_path = args.out.with_suffix(".jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows_path.write_text("")
+    if not args.resume:
+        rows_path.write_text("")
     header = [f"command: {command}", f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
               f"selection {len(data['select'])} gold rows, test {len(data['test'])} disjoint gold rows, "
               f"train {len(data['train'])} rows; task model "
               f"{'SmolLM2-135M via mlx_lm.server' if args.task_model == 'local' else args.task_model}; "
               f"budgets {args.budgets}; seeds {seeds}"]
+    if resumed:
+        header = [header[0], started or header[1], resumed]
     print("\n".join(header), flush=True)
     local = args.task_model == "local"
     task: Any = Server(tmp, "task") if local else AnthropicEndpoint(args.task_model.split(":", 1)[1])
     refl = Server(tmp, "reflection") if "gepa" in arms and local else None
-    rows: list[dict] = []
     notes: list[str] = []
     arm_names = ["autoloop engine", "dspy BootstrapFewShotWithRandomSearch", "gepa (reflection: same 135M model)"]
 
     def record(new: list[dict], lib: str, seed: int) -> None:
         for r in new:
-            r.update(library=lib, seed=seed)
+            r.update(library=lib, seed=seed, finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
             rows.append(r)
             with open(rows_path, "a") as f:
                 f.write(json.dumps(r) + "\n")
@@ -656,6 +697,8 @@ def main() -> None:
         for seed in seeds:  # seed-major: a run stopped early still has every setting at the same seeds
             for lib in libs:
                 for arm in arms:
+                    if any((r["seed"], r["library"], arm_key(r["arm"])) == (seed, lib, arm) for r in rows):
+                        continue  # finished before this --resume
                     try:
                         if arm == "ours":
                             got = run_ours(data, task, args, seed, lib == "on", tmp)

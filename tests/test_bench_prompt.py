@@ -69,10 +69,19 @@ def test_the_engine_arm_runs_on_an_api_task_model(tmp_path):
     with FakeAnthropic(api_key=KEY) as fake:
         env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.base_url}
         out = tmp_path / "table.txt"
-        p = subprocess.run([sys.executable, str(BENCH), "--task-model", "anthropic:claude-haiku-4-5", "--arms", "ours",
-                            "--budgets", "6", "--seeds", "0", "--test", "4", "--select", "6", "--library", "off",
-                            "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+        argv = [sys.executable, str(BENCH), "--task-model", "anthropic:claude-haiku-4-5", "--arms", "ours",
+                "--budgets", "10", "--seeds", "0", "--test", "4", "--select", "8", "--library", "off", "--out", str(out)]
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
         assert p.returncode == 0, p.stderr[-3000:]
+        sent = fake.message_requests
+        # --resume with the same options: the finished run is kept, nothing is sent again
+        p = subprocess.run(argv + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert fake.message_requests == sent and "the 1 optimiser runs finished before were kept" in out.read_text()
+        # ... and with other options it refuses, in one line
+        p = subprocess.run(argv[:-4] + ["--seeds", "0,1", "--out", str(out), "--resume"], capture_output=True,
+                           text=True, env=env, timeout=600)
+        assert p.returncode == 2 and "resume with exactly those options" in p.stderr
     rows = [json.loads(x) for x in out.with_suffix(".jsonl").read_text().splitlines()]
     assert [r["arm"] for r in rows] == ["autoloop engine"] and "error" not in rows[0]
     assert rows[0]["history_calls_total"] == rows[0]["server_calls_total"] > 0
