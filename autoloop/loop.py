@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -447,17 +448,18 @@ def _propose(run: Run, hist) -> tuple[list[Candidate], str]:
 
     prop, size = run.proposer, run.batch_size
     try:
-        if callable(getattr(prop, "propose_batch", None)):
-            got = list(prop.propose_batch(hist, size))
-        else:
-            got = []
-            for _ in range(size):
-                hist.pending = list(got)
-                c = prop.propose(hist)
-                if isinstance(c, (list, tuple)):
-                    got.extend(c)
-                    break
-                got.append(c)
+        with _propose_deadline(float(getattr(run.target, "propose_budget_s", PROPOSE_BUDGET_S))):
+            if callable(getattr(prop, "propose_batch", None)):
+                got = list(prop.propose_batch(hist, size))
+            else:
+                got = []
+                for _ in range(size):
+                    hist.pending = list(got)
+                    c = prop.propose(hist)
+                    if isinstance(c, (list, tuple)):
+                        got.extend(c)
+                        break
+                    got.append(c)
         hist.pending = []
         out, seen = [], set()
         for c in got:
@@ -469,9 +471,37 @@ def _propose(run: Run, hist) -> tuple[list[Candidate], str]:
         if not out:
             raise ValueError("the proposer returned an empty batch")
         return out, ""
-    except Exception:  # a proposer bug is an outcome of this iteration, not the end of the night
+    except (Exception, SystemExit):  # a proposer bug (or its sys.exit) is an outcome of this iteration, not the end of the night
         hist.pending = []
         return [Candidate({}, "propose() raised")], traceback.format_exc(limit=20)
+
+
+PROPOSE_BUDGET_S = 600.0  # propose() runs in this process; a target's `propose_budget_s` changes the limit
+
+
+class ProposeTimeout(Exception):
+    """propose() ran past the target's propose_budget_s."""
+
+
+@contextlib.contextmanager
+def _propose_deadline(seconds: float) -> Iterator[None]:
+    """The engine, not the proposer, bounds propose(): SIGALRM raises ProposeTimeout in it after `seconds`
+    (Python code, sleeps and blocking I/O are interrupted; a C call is interrupted when it returns). Only the
+    main thread can take signals: an engine driven from another thread runs propose() without the limit."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise ProposeTimeout(f"propose() ran past its {seconds:g} s limit (the target's propose_budget_s)")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _loop_state(run: Run, hist) -> LoopState:

@@ -8,7 +8,7 @@ Required (checked by `load_target`):
     direction: "max" | "min"      which way the composite score improves
     budget_s: float               deadline for one `run` call (seconds), default 300
     gold: Path                    held-out set; its sha256 is recorded with every run
-    propose(history) -> Candidate           runs in the engine process; must be quick
+    propose(history) -> Candidate           runs in the engine process under `propose_budget_s`
     run(candidate, state, deadline) -> None runs in a child process; mutates the state dir
     score(state, gold) -> Scores            runs in a child process under `score_budget_s`
 
@@ -30,6 +30,8 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     space: dict                   a search space (autoloop/proposers/search.py): `--proposer tpe|random|llm`
     search_options() -> dict      how an engine-built proposer scores, describes and constrains configs
     score_budget_s: float         deadline for score/compare/screen (default: budget_s)
+    propose_budget_s: float       deadline for propose/propose_batch (default 600): past it the iteration is a
+                                  crash ("propose() ran past its limit") and the loop goes on
     min_delta: float              improvement needed to keep (default 0.0)
     guards: dict[str, float]      component -> largest allowed fall versus the incumbent
     bootstrap: dict | None        {"confidence": 0.95, "stat": "diff"|"ratio"|"quantile_ratio", "threshold": 0.0,
@@ -230,6 +232,9 @@ def validate_target(t: Any, p: Path | str = "<target>") -> None:
     budget = getattr(t, "budget_s", 300.0)
     if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not (budget > 0) or not math.isfinite(budget):
         raise bad("budget_s", f"is {budget!r}; set a positive number of seconds, e.g. 300")
+    pbudget = getattr(t, "propose_budget_s", 600.0)
+    if not isinstance(pbudget, (int, float)) or isinstance(pbudget, bool) or not (pbudget > 0) or not math.isfinite(pbudget):
+        raise bad("propose_budget_s", f"is {pbudget!r}; set a positive number of seconds, e.g. 600")
     gold = getattr(t, "gold", None)
     if not isinstance(gold, (str, Path)):
         raise bad("gold", f"is {gold!r}; set it to the Path of the held-out gold file")

@@ -71,6 +71,23 @@ def test_every_failure_is_an_outcome_and_the_loop_goes_on(runs_dir: Path) -> Non
     assert not _children_of(runs_dir)
 
 
+def test_a_hanging_or_exiting_propose_is_an_outcome_and_the_loop_goes_on(runs_dir: Path) -> None:
+    """propose() runs in the engine process: the engine bounds it (propose_budget_s) and a sys.exit in it is
+    the iteration's crash, not the engine's exit."""
+    env = {"BEHAVE_PLAN": "ok:0.5", "BEHAVE_PROPOSE": "hang,sysexit,ok", "BEHAVE_PROPOSE_BUDGET": "2"}
+    t0 = time.time()
+    autoloop(runs_dir, "run", BEHAVE, "--max-iters", "3", "--patience", "10", "--no-progress", env=env)
+    assert time.time() - t0 < 60  # not the hour propose() asked for
+    run_id = only_run(runs_dir)
+    assert statuses(runs_dir, run_id) == ["keep", "crash", "crash", "keep"]
+    rows = {r["iter"]: r for r in sql(runs_dir, f"select iter, error, description from iterations where run_id='{run_id}'")}
+    assert "propose() ran past its 2 s limit" in rows[1]["error"] and "time.sleep(3600)" in rows[1]["error"]
+    assert "SystemExit: 3" in rows[2]["error"] and rows[2]["description"] == "propose() raised"
+    p = autoloop(runs_dir, "run", BEHAVE, "--new", "--max-iters", "1", "--no-progress", check=False,
+                 env={**env, "BEHAVE_PROPOSE_BUDGET": "-1"})
+    assert p.returncode == 2 and "propose_budget_s" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
 def test_plateau_stop(runs_dir: Path) -> None:
     autoloop(runs_dir, "run", BEHAVE, "--patience", "3", "--no-progress", env={"BEHAVE_PLAN": "ok:0.5,ok:0.5"})
     run_id = only_run(runs_dir)

@@ -17,6 +17,8 @@ Plan: comma-separated steps, one per candidate iteration, e.g. "ok:0.5,sleep:30,
   fill        with $BEHAVE_FILL set, run writes into the state until the disk is full (disk-full tests)
   paid:V:S    records 3 LLM calls of $0.01 each over S seconds (no network: the records a client would
               write), scores V
+$BEHAVE_PROPOSE: comma-separated, per candidate iteration, how propose() itself misbehaves: "hang" (sleeps an
+hour), "sysexit" (sys.exit(3)), anything else nothing; $BEHAVE_PROPOSE_BUDGET sets propose_budget_s.
 Steps past the end of the plan repeat the last one. Baseline scores $BEHAVE_BASE (default 0.1).
 Processes started on purpose write their pid to $BEHAVE_PIDS/<name>.pid, for tests to check they died.
 $BEHAVE_SETUP_SLEEP slows setup() (a run-id race needs a window); $BEHAVE_SCORE_STR makes score() return a
@@ -82,9 +84,17 @@ class Behave:
         time.sleep(float(os.environ.get("BEHAVE_SETUP_SLEEP", "0")))
         (state / "value.json").write_text(json.dumps({"step": "baseline", "value": float(os.environ.get("BEHAVE_BASE", "0.1")), "guard": 1.0}))
 
+    if os.environ.get("BEHAVE_PROPOSE_BUDGET"):
+        propose_budget_s = float(os.environ["BEHAVE_PROPOSE_BUDGET"])
+
     def propose(self, history) -> Candidate:
         plan = os.environ.get("BEHAVE_PLAN", "ok:0.5").split(",")
         k = len([r for r in history.iterations if r.iter > 0 and r.status != "interrupted"])
+        how = os.environ.get("BEHAVE_PROPOSE", "").split(",")
+        if k < len(how) and how[k] == "hang":
+            time.sleep(3600)
+        if k < len(how) and how[k] == "sysexit":
+            sys.exit(3)
         step = plan[min(k, len(plan) - 1)]
         return Candidate({"step": step}, f"step {k}: {step}")
 
