@@ -248,7 +248,11 @@ class RayExecutor:
         try:
             msg = ray.get(next(m.gen))
         except StopIteration:
-            self._finish(m, ChildResult(status="crash", error=f"{m.call.method}: the Ray task ended without a result"))
+            if m.cancelled_at is not None:  # cancelled while paused at a yield: Ray closes the generator, no error
+                self._finish(m, ChildResult(status="interrupted", error=f"{m.call.method} interrupted by the user",
+                                            node=m.node))
+            else:
+                self._finish(m, ChildResult(status="crash", error=f"{m.call.method}: the Ray task ended without a result"))
             return
         except Exception as e:  # noqa: BLE001 - whatever Ray raises is this member's outcome
             self._finish(m, self._failure(m, e))
