@@ -3,6 +3,7 @@
     nice -n 5 python bench/prompt_optimisers.py                      # the full table (hours on a busy 2-core CPU)
     python bench/prompt_optimisers.py --budgets 24 --seeds 0 --test 8 --select 8 --library off   # smoke
     python bench/prompt_optimisers.py ... --resume      # continue a stopped invocation (same options)
+    python bench/prompt_optimisers.py ... --jobs 2      # (seed, setting) groups in parallel processes
 
 What every arm gets (the same, by construction):
 - the task model: one local mlx_lm.server with the bundled SmolLM2-135M (temperature 0, max_tokens 128), or
@@ -74,15 +75,63 @@ CONCURRENCY = 8  # the target's concurrency
 TIMEOUT_S = 1800  # per request, for every arm: on a CPU shared with a training run a reply can take minutes
 
 
+def run_groups(args, kind: str, seeds: list[int], libs: list[str], arms: list[str], rows: list[dict], record) -> None:
+    """--jobs N: each unfinished (seed, setting) group is this script for that seed and setting alone (its own
+    servers, the parent's adapter choice), N at a time, writing under <out>.groups/; a group's rows join the
+    table when it ends. A stopped invocation loses nothing finished: --resume takes the rows the groups wrote
+    and resumes each unfinished group where it stopped."""
+    groups_dir = args.out.with_suffix(".groups")
+    (groups_dir / "memo").mkdir(parents=True, exist_ok=True)
+    have = {(r["seed"], r["library"], arm_key(r["arm"]), r.get("budget")) for r in rows}
+
+    def take(path: Path) -> None:
+        for r in (json.loads(x) for x in (path.read_text().splitlines() if path.exists() else []) if x.strip()):
+            k = (r["seed"], r["library"], arm_key(r["arm"]), r.get("budget"))
+            if "error" not in r and k not in have:
+                have.add(k)
+                record([r], r["library"], r["seed"])
+
+    base = [a for a in sys.argv[1:] if a != "--resume"]
+    todo = []
+    for seed in seeds:
+        for lib in libs:
+            out = groups_dir / f"s{seed}-{lib}.txt"
+            take(out.with_suffix(".jsonl"))  # rows of a group that ran in an earlier, stopped invocation
+            if all(any(h[:3] == (seed, lib, arm) for h in have) for arm in arms):
+                continue
+            argv = [sys.executable, str(Path(__file__).resolve()), *base, "--seeds", str(seed), "--library", lib,
+                    "--adapter", kind, "--jobs", "1", "--memo-dir", str(groups_dir / "memo"), "--out", str(out)]
+            todo.append((seed, lib, argv + (["--resume"] if out.exists() and out.with_suffix(".jsonl").exists() else []), out))
+    running: list[tuple] = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            seed, lib, argv, out = todo.pop(0)
+            log = open(out.with_suffix(".log"), "ab")
+            print(f"group seed {seed} library {lib}: started ({out.with_suffix('.log')})", flush=True)
+            running.append((seed, lib, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT)), out, log))
+        time.sleep(5)
+        for item in [g for g in running if g[2].poll() is not None]:
+            seed, lib, proc, out, log = item
+            running.remove(item)
+            log.close()
+            take(out.with_suffix(".jsonl"))
+            if proc.returncode != 0:
+                tail = out.with_suffix(".log").read_text(errors="replace")[-400:]
+                record([{"arm": "group", "error": f"seed {seed} library {lib}: exited {proc.returncode}: {tail}"}], lib, seed)
+            print(f"group seed {seed} library {lib}: ended ({proc.returncode})", flush=True)
+
+
 def _what(command: str) -> list[str]:
-    """A command's options without where it writes (--out): what a --resume must match."""
+    """A command's options without where it writes and how it is spread (--out, --jobs, --memo-dir): what a
+    --resume must match."""
+    how = ("--out", "--jobs", "--memo-dir")
     words, out = shlex.split(command), []
     skip = False
     for w in words:
-        if skip or w.startswith("--out="):
+        if skip or w.startswith(tuple(h + "=" for h in how)):
             skip = False
             continue
-        if w == "--out":
+        if w in how:
             skip = True
             continue
         out.append(w)
@@ -150,6 +199,7 @@ class Server:
 
 
 _TEST_REPLIES: dict[str, list[str]] = {}  # the exact test requests -> the server's replies, for this invocation
+MEMO_DIR: list[str] = []  # with --jobs: the folder where the parallel jobs share those replies
 
 
 class AnthropicEndpoint:
@@ -213,8 +263,10 @@ class AnthropicEndpoint:
         return self._counts["task"]
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
 
 
 def test_score(server: Server, reqs: list[list[dict[str, str]]], rows: list[dict], parse=lambda t: t) -> float:
@@ -224,7 +276,17 @@ def test_score(server: Server, reqs: list[list[dict[str, str]]], rows: list[dict
     would answer the same, and every arm gets the same reuse. Its calls are never charged to any budget."""
     key = json.dumps(reqs, sort_keys=True)
     if key not in _TEST_REPLIES:
-        _TEST_REPLIES[key] = _ask(server, reqs)
+        import hashlib
+
+        memo = Path(MEMO_DIR[0]) / (hashlib.sha256(key.encode()).hexdigest() + ".json") if MEMO_DIR else None
+        if memo and memo.exists():  # answered by a parallel job of this invocation (--jobs)
+            _TEST_REPLIES[key] = json.loads(memo.read_text())
+        else:
+            _TEST_REPLIES[key] = _ask(server, reqs)
+            if memo:
+                tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(_TEST_REPLIES[key]))
+                tmp.replace(memo)
     return statistics.fmean(score(parse(t), row) for t, row in zip(_TEST_REPLIES[key], rows))
 
 
@@ -618,11 +680,18 @@ def main() -> None:
     ap.add_argument("--task-model", default="local",
                     help="local (the bundled SmolLM2-135M behind mlx_lm.server) or anthropic:MODEL (needs "
                          "ANTHROPIC_API_KEY; every arm's task calls go through a counting proxy on 127.0.0.1)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="(seed, setting) groups run at once, each in its own process with its own model servers")
+    ap.add_argument("--memo-dir", type=Path, default=None, help=argparse.SUPPRESS)  # set by --jobs for its workers
     ap.add_argument("--resume", action="store_true",
                     help="continue the invocation whose table is at --out (same options): finished runs are kept")
     args = ap.parse_args()
     if args.task_model != "local" and not (args.task_model.startswith("anthropic:") and args.task_model[10:]):
         die(f"--task-model {args.task_model}: use local or anthropic:MODEL (e.g. anthropic:claude-haiku-4-5)")
+    if args.jobs < 1:
+        die(f"--jobs {args.jobs}: give 1 or more")
+    if args.memo_dir:
+        MEMO_DIR.append(str(args.memo_dir))
     if args.task_model != "local" and not os.environ.get("ANTHROPIC_API_KEY"):
         die(f"--task-model {args.task_model}: set ANTHROPIC_API_KEY (or use --task-model local)")
     args.budgets = [int(x) for x in args.budgets.split(",")]
@@ -663,13 +732,14 @@ def main() -> None:
     print("\n".join(header), flush=True)
     local = args.task_model == "local"
     task: Any = Server(tmp, "task") if local else AnthropicEndpoint(args.task_model.split(":", 1)[1])
-    refl = Server(tmp, "reflection") if "gepa" in arms and local else None
+    refl = Server(tmp, "reflection") if "gepa" in arms and local and args.jobs == 1 else None
     notes: list[str] = []
     arm_names = ["autoloop engine", "dspy BootstrapFewShotWithRandomSearch", "gepa (reflection: same 135M model)"]
 
     def record(new: list[dict], lib: str, seed: int) -> None:
         for r in new:
-            r.update(library=lib, seed=seed, finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+            r.update(library=lib, seed=seed)
+            r.setdefault("finished", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
             rows.append(r)
             with open(rows_path, "a") as f:
                 f.write(json.dumps(r) + "\n")
@@ -694,7 +764,21 @@ def main() -> None:
             notes.append("gepa with a capable reflection model: skipped (set ANTHROPIC_API_KEY to run it)")
         if "gepa" in arms and not local:
             notes.append("gepa with the 135M model as reflector: not run (the task model is an API model)")
-        for seed in seeds:  # seed-major: a run stopped early still has every setting at the same seeds
+        if args.resume:  # rows that --jobs groups of the stopped invocation wrote, with or without --jobs now
+            for path in sorted(args.out.with_suffix(".groups").glob("s*-*.jsonl")):
+                have = {(r["seed"], r["library"], arm_key(r["arm"]), r.get("budget")) for r in rows}
+                for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip()):
+                    if "error" not in r and (r["seed"], r["library"], arm_key(r["arm"]), r.get("budget")) not in have:
+                        record([r], r["library"], r["seed"])
+        if args.jobs > 1:
+            notes.append(f"--jobs {args.jobs}: (seed, setting) groups ran in parallel processes, each with its own "
+                         f"model servers and the adapter chosen above; calls are counted per group, so no arm's "
+                         f"count or budget is affected (only wall times are)")
+            task.stop()
+            if refl:
+                refl.stop()
+            run_groups(args, kind, seeds, libs, arms, rows, record)
+        for seed in seeds if args.jobs == 1 else []:  # seed-major: a run stopped early still has every setting at the same seeds
             for lib in libs:
                 for arm in arms:
                     if any((r["seed"], r["library"], arm_key(r["arm"])) == (seed, lib, arm) for r in rows):

@@ -86,3 +86,24 @@ def test_the_engine_arm_runs_on_an_api_task_model(tmp_path):
     assert [r["arm"] for r in rows] == ["autoloop engine"] and "error" not in rows[0]
     assert rows[0]["history_calls_total"] == rows[0]["server_calls_total"] > 0
     assert "task model anthropic:claude-haiku-4-5" in out.read_text()
+
+
+@pytest.mark.slow
+def test_jobs_run_groups_in_parallel_and_a_resume_takes_what_they_wrote(tmp_path):
+    with FakeAnthropic(api_key=KEY) as fake:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.base_url}
+        out = tmp_path / "table.txt"
+        argv = [sys.executable, str(BENCH), "--task-model", "anthropic:claude-haiku-4-5", "--arms", "ours",
+                "--budgets", "10", "--seeds", "0", "--test", "4", "--select", "8", "--library", "off,on", "--out", str(out)]
+        p = subprocess.run(argv + ["--jobs", "2"], capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        rows = [json.loads(x) for x in out.with_suffix(".jsonl").read_text().splitlines()]
+        assert sorted(r["library"] for r in rows) == ["off", "on"] and all("error" not in r for r in rows)
+        assert all(r["history_calls_total"] == r["server_calls_total"] > 0 for r in rows)
+        # stopped before the table took the groups' rows: a resume, with or without --jobs, takes them, sends nothing
+        out.with_suffix(".jsonl").write_text("")
+        sent = fake.message_requests
+        p = subprocess.run(argv + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert fake.message_requests == sent
+        assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 2
