@@ -79,7 +79,7 @@ def run_groups(args, kind: str, seeds: list[int], libs: list[str], arms: list[st
     """--jobs N: each unfinished (seed, setting) group is this script for that seed and setting alone (its own
     servers, the parent's adapter choice), N at a time, writing under <out>.groups/; a group's rows join the
     table when it ends. A stopped invocation loses nothing finished: --resume takes the rows the groups wrote
-    and resumes each unfinished group where it stopped."""
+    and runs each unfinished group's remaining arms."""
     groups_dir = args.out.with_suffix(".groups")
     (groups_dir / "memo").mkdir(parents=True, exist_ok=True)
     have = {(r["seed"], r["library"], arm_key(r["arm"]), r.get("budget")) for r in rows}
@@ -97,11 +97,13 @@ def run_groups(args, kind: str, seeds: list[int], libs: list[str], arms: list[st
         for lib in libs:
             out = groups_dir / f"s{seed}-{lib}.txt"
             take(out.with_suffix(".jsonl"))  # rows of a group that ran in an earlier, stopped invocation
-            if all(any(h[:3] == (seed, lib, arm) for h in have) for arm in arms):
+            left = [arm for arm in arms if not any(h[:3] == (seed, lib, arm) for h in have)]
+            if not left:
                 continue
             argv = [sys.executable, str(Path(__file__).resolve()), *base, "--seeds", str(seed), "--library", lib,
-                    "--adapter", kind, "--jobs", "1", "--memo-dir", str(groups_dir / "memo"), "--out", str(out)]
-            todo.append((seed, lib, argv + (["--resume"] if out.exists() and out.with_suffix(".jsonl").exists() else []), out))
+                    "--arms", ",".join(left), "--adapter", kind, "--jobs", "1", "--memo-dir", str(groups_dir / "memo"),
+                    "--out", str(out)]
+            todo.append((seed, lib, argv, out))  # its finished arms were taken above: it runs only the others
     running: list[tuple] = []
     while todo or running:
         while todo and len(running) < args.jobs:
