@@ -143,4 +143,15 @@ def ray_task(spec: dict, parcel_refs: dict, blob_refs: dict) -> Iterator[dict]:
             raise KeyError(f"large file {sha} was not shipped with this member")
         return ray.get(blob_refs[sha])
 
-    yield from run_member(spec, parcels, fetch, node_info())
+    ctx = ray.get_runtime_context()
+    canceled = getattr(ctx, "is_canceled", None)
+
+    def should_stop() -> bool:
+        # ray.cancel raises KeyboardInterrupt in the worker's main thread, which need not be the one running
+        # this generator; the flag is what every case sets (seen: a cancelled member ran its child to the end).
+        try:
+            return bool(canceled and canceled())
+        except Exception:  # noqa: BLE001 - a Ray without the flag: KeyboardInterrupt is all we have
+            return False
+
+    yield from run_member(spec, parcels, fetch, node_info(), should_stop=should_stop)
