@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 
 from autoloop import reaper, sandbox
 from autoloop.checkpoint import best_tag, discarded_ref, tag_name
+from autoloop.deadline import TimeLimit, deadline
 from autoloop.decide import LoopState, check_guards, decide, stop_reason
 from autoloop.envfault import fault
 from autoloop.journal import replay
@@ -448,7 +448,8 @@ def _propose(run: Run, hist) -> tuple[list[Candidate], str]:
 
     prop, size = run.proposer, run.batch_size
     try:
-        with _propose_deadline(float(getattr(run.target, "propose_budget_s", PROPOSE_BUDGET_S))):
+        limit = float(getattr(run.target, "propose_budget_s", PROPOSE_BUDGET_S))
+        with deadline(limit, f"propose() ran past its {limit:g} s limit (the target's propose_budget_s)", ProposeTimeout):
             if callable(getattr(prop, "propose_batch", None)):
                 got = list(prop.propose_batch(hist, size))
             else:
@@ -479,29 +480,8 @@ def _propose(run: Run, hist) -> tuple[list[Candidate], str]:
 PROPOSE_BUDGET_S = 600.0  # propose() runs in this process; a target's `propose_budget_s` changes the limit
 
 
-class ProposeTimeout(Exception):
+class ProposeTimeout(TimeLimit):
     """propose() ran past the target's propose_budget_s."""
-
-
-@contextlib.contextmanager
-def _propose_deadline(seconds: float) -> Iterator[None]:
-    """The engine, not the proposer, bounds propose(): SIGALRM raises ProposeTimeout in it after `seconds`
-    (Python code, sleeps and blocking I/O are interrupted; a C call is interrupted when it returns). Only the
-    main thread can take signals: an engine driven from another thread runs propose() without the limit."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expired(signum: int, frame: Any) -> None:
-        raise ProposeTimeout(f"propose() ran past its {seconds:g} s limit (the target's propose_budget_s)")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _loop_state(run: Run, hist) -> LoopState:

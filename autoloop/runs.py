@@ -33,6 +33,7 @@ import psutil
 from autoloop import sandbox
 from autoloop.checkpoint import StateRepo, best_tag, ref_problem, tag_name
 from autoloop.context import LLM_CALLS_FILE, ChildContext
+from autoloop.deadline import TimeLimit, deadline
 from autoloop.decide import StopLimits
 from autoloop.envfault import fault
 from autoloop.executor import check_reachable, make_executor
@@ -303,15 +304,10 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
         undo()
         raise fault(e, tmp) or TargetError(f"{tmp}: cannot create the state repository ({e}); check git works") from None
     try:
-        if callable(getattr(target, "setup", None)):
-            target.setup(tmp / "state")
-    except TargetError:
-        undo()
+        run_setup(target, tmp / "state", tpath)
+    except BaseException:
+        undo()  # a failed, hanging or exiting setup() leaves no run behind
         raise
-    except Exception as e:
-        undo()
-        raise fault(e, tmp / "state") or TargetError(
-            f"{tpath}: target.setup() raised {type(e).__name__}: {e}; fix setup()") from None
     try:
         os.replace(tmp, final)  # onto the empty directory that reserved the name
         acquire_lock(final)
@@ -445,8 +441,30 @@ def _reconcile(run: Run) -> None:
         for p in run.state_dir.iterdir() if run.state_dir.exists() else []:
             if p.name != ".git":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-        if callable(getattr(run.target, "setup", None)):
-            run.target.setup(run.state_dir)
+        run_setup(run.target, run.state_dir, run.target_path)
+
+
+SETUP_BUDGET_S = 600.0  # setup() runs in the engine process; a target's `setup_budget_s` changes the limit
+
+
+def run_setup(target: Any, state: Path, tpath: Path) -> None:
+    """The target's setup() (if it has one) under the engine's limit: a failure, a hang past `setup_budget_s`
+    or a sys.exit in it is one line naming the target and the fix (TargetError: exit 2), never a traceback."""
+    if not callable(getattr(target, "setup", None)):
+        return
+    limit = float(getattr(target, "setup_budget_s", SETUP_BUDGET_S))
+    try:
+        with deadline(limit, f"ran past its {limit:g} s limit"):
+            target.setup(state)
+    except TargetError:
+        raise
+    except TimeLimit:
+        raise TargetError(f"{tpath}: target.setup() ran past its {limit:g} s limit; make setup() faster or "
+                          f"set setup_budget_s on the target") from None
+    except SystemExit as e:
+        raise TargetError(f"{tpath}: target.setup() called sys.exit({e.code!r}); raise an exception or return") from None
+    except Exception as e:
+        raise fault(e, state) or TargetError(f"{tpath}: target.setup() raised {type(e).__name__}: {e}; fix setup()") from None
 
 
 def unfinished_runs(runs_dir: Path, target_path: Path) -> list[str]:

@@ -13,7 +13,7 @@ Required (checked by `load_target`):
     score(state, gold) -> Scores            runs in a child process under `score_budget_s`
 
 Optional (found with getattr, like mlx-lm's TrainingCallback):
-    setup(state) -> None          write the baseline state into an empty state dir (engine process)
+    setup(state) -> None          write the baseline state into an empty state dir (engine process, `setup_budget_s`)
     check() -> None               validate before anything is written (raise TargetError to refuse)
     compare(incumbent, candidate, gold) -> (Scores, Scores)
                                   measure both states interleaved in one child (noisy targets)
@@ -32,6 +32,7 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     score_budget_s: float         deadline for score/compare/screen (default: budget_s)
     propose_budget_s: float       deadline for propose/propose_batch (default 600): past it the iteration is a
                                   crash ("propose() ran past its limit") and the loop goes on
+    setup_budget_s: float         deadline for setup (default 600): past it the run is not created (exit 2)
     min_delta: float              improvement needed to keep (default 0.0)
     guards: dict[str, float]      component -> largest allowed fall versus the incumbent
     bootstrap: dict | None        {"confidence": 0.95, "stat": "diff"|"ratio"|"quantile_ratio", "threshold": 0.0,
@@ -232,9 +233,10 @@ def validate_target(t: Any, p: Path | str = "<target>") -> None:
     budget = getattr(t, "budget_s", 300.0)
     if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not (budget > 0) or not math.isfinite(budget):
         raise bad("budget_s", f"is {budget!r}; set a positive number of seconds, e.g. 300")
-    pbudget = getattr(t, "propose_budget_s", 600.0)
-    if not isinstance(pbudget, (int, float)) or isinstance(pbudget, bool) or not (pbudget > 0) or not math.isfinite(pbudget):
-        raise bad("propose_budget_s", f"is {pbudget!r}; set a positive number of seconds, e.g. 600")
+    for attr in ("propose_budget_s", "setup_budget_s"):
+        limit = getattr(t, attr, 600.0)
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not (limit > 0) or not math.isfinite(limit):
+            raise bad(attr, f"is {limit!r}; set a positive number of seconds, e.g. 600")
     gold = getattr(t, "gold", None)
     if not isinstance(gold, (str, Path)):
         raise bad("gold", f"is {gold!r}; set it to the Path of the held-out gold file")

@@ -88,6 +88,25 @@ def test_a_hanging_or_exiting_propose_is_an_outcome_and_the_loop_goes_on(runs_di
     assert p.returncode == 2 and "propose_budget_s" in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 
+def test_a_hanging_failing_or_exiting_setup_is_one_line_and_leaves_no_run(runs_dir: Path) -> None:
+    """setup() runs in the engine process too: the engine bounds it (setup_budget_s); a hang, an exception or a
+    sys.exit in it is one line naming the target and the fix, exit 2, and no run directory or history row."""
+    cases = [({"BEHAVE_SETUP_SLEEP": "3600", "BEHAVE_SETUP_BUDGET": "1"}, "ran past its 1 s limit"),
+             ({"BEHAVE_SETUP_EXIT": "4"}, "called sys.exit(4)"),
+             ({"BEHAVE_SETUP_BUDGET": "0"}, "setup_budget_s")]
+    for env, says in cases:
+        t0 = time.time()
+        p = autoloop(runs_dir, "run", BEHAVE, "--new", "--max-iters", "1", "--no-progress", check=False, env=env)
+        assert time.time() - t0 < 60  # not the hour setup() asked for
+        assert p.returncode == 2, p.stderr
+        line = p.stderr.strip()
+        assert len(line.splitlines()) == 1 and says in line and "behave.py" in line, line
+        assert not list(runs_dir.glob("behave*")) and not list(runs_dir.glob(".creating-*"))
+    # and a setup within its limit still makes the run
+    autoloop(runs_dir, "run", BEHAVE, "--max-iters", "0", "--no-progress", env={"BEHAVE_SETUP_SLEEP": "0.2"})
+    assert len(list(runs_dir.glob("behave*/journal.jsonl"))) == 1
+
+
 def test_plateau_stop(runs_dir: Path) -> None:
     autoloop(runs_dir, "run", BEHAVE, "--patience", "3", "--no-progress", env={"BEHAVE_PLAN": "ok:0.5,ok:0.5"})
     run_id = only_run(runs_dir)

@@ -21,7 +21,8 @@ $BEHAVE_PROPOSE: comma-separated, per candidate iteration, how propose() itself 
 hour), "sysexit" (sys.exit(3)), anything else nothing; $BEHAVE_PROPOSE_BUDGET sets propose_budget_s.
 Steps past the end of the plan repeat the last one. Baseline scores $BEHAVE_BASE (default 0.1).
 Processes started on purpose write their pid to $BEHAVE_PIDS/<name>.pid, for tests to check they died.
-$BEHAVE_SETUP_SLEEP slows setup() (a run-id race needs a window); $BEHAVE_SCORE_STR makes score() return a
+$BEHAVE_SETUP_SLEEP slows setup() (a run-id race needs a window), $BEHAVE_SETUP_BUDGET sets setup_budget_s,
+$BEHAVE_SETUP_EXIT makes it sys.exit with that code; $BEHAVE_SCORE_STR makes score() return a
 string; $BEHAVE_NAME renames the target.
 """
 from __future__ import annotations
@@ -80,8 +81,15 @@ class Behave:
     if os.environ.get("BEHAVE_PATIENCE"):
         patience = int(os.environ["BEHAVE_PATIENCE"])
 
+    if os.environ.get("BEHAVE_SETUP_BUDGET"):
+        setup_budget_s = float(os.environ["BEHAVE_SETUP_BUDGET"])
+
     def setup(self, state: Path) -> None:
+        if os.environ.get("BEHAVE_SETUP_SLEEP") or os.environ.get("BEHAVE_SETUP_EXIT"):
+            (state / "partial.txt").write_text("setup began\n")  # what a setup that fails later leaves behind
         time.sleep(float(os.environ.get("BEHAVE_SETUP_SLEEP", "0")))
+        if os.environ.get("BEHAVE_SETUP_EXIT"):
+            sys.exit(int(os.environ["BEHAVE_SETUP_EXIT"]))
         (state / "value.json").write_text(json.dumps({"step": "baseline", "value": float(os.environ.get("BEHAVE_BASE", "0.1")), "guard": 1.0}))
 
     if os.environ.get("BEHAVE_PROPOSE_BUDGET"):
