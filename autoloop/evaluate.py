@@ -24,7 +24,7 @@ from typing import Any
 from autoloop import sandbox
 from autoloop.checkpoint import StateRepo, best_tag
 from autoloop.executor import LocalExecutor
-from autoloop.target import Scores, TargetError, gold_path, load_target, sha256_file
+from autoloop.target import Scores, TargetError, child_env, gold_path, load_target, sha256_file
 
 EVAL_JOURNAL = "evaluations.jsonl"
 
@@ -158,7 +158,7 @@ def evaluate(runs_dir: Path, ref: str, *, target_file: Path | None = None, gold:
             exported = work / "state"
             ck.repo.export(ck.commit, exported)
             state = exported
-        env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
+        env = child_env(target, ck.target_path)
         env.update({"AUTOLOOP_PHASE": "eval", "AUTOLOOP_ITER_DIR": str(work), "AUTOLOOP_EVAL_ID": eval_id})
         budget = float(budget_s or getattr(target, "score_budget_s", None) or target.budget_s)
         if on_phase:

@@ -42,7 +42,7 @@ from autoloop.logcap import DEFAULT_CAP_MB
 from autoloop.progress import Display
 from autoloop.proposers import make_proposer
 from autoloop.recorder import RunJournal
-from autoloop.target import TargetError, check_gold, gold_path, load_target, refuse_sealed_gold, sha256_file
+from autoloop.target import TargetError, call_hook, check_gold, child_env, gold_path, load_target, refuse_sealed_gold, sha256_file
 
 PACKAGES = ("autoloop-engine", "duckdb", "gitpython", "psutil", "click", "rich", "tenacity", "mlx", "mlx-lm",
             "anthropic", "optuna", "httpx", "numpy")
@@ -111,8 +111,7 @@ class Run:
         self.display = Display(run_id, self.dir, target.direction, settings.progress, settings.progress_every)
         self._redo: dict | None = None
         self.stop_detail = ""  # one line on why the run stopped, when the reason alone does not say
-        child_env = dict(target.child_env()) if callable(getattr(target, "child_env", None)) else {}
-        self.context = ChildContext(run_id, self.target_path, child_env, settings.max_cost,
+        self.context = ChildContext(run_id, self.target_path, child_env(target, self.target_path), settings.max_cost,
                                     settings.memory_cap_mb or getattr(target, "memory_cap_mb", None),
                                     int(float(settings.max_log_mb or DEFAULT_CAP_MB) * 1e6))
         self.executor = make_executor(settings.executor, int(settings.parallel or 1), settings.ray_address)
@@ -321,11 +320,11 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
                    target_info=info, state_dir=str(run.state_dir),
                    show_columns=list(getattr(target, "show_columns", None) or []),
                    user=getpass.getuser())
-    except Exception as e:
-        f = fault(e, final)
+    except BaseException as e:
+        undo()  # a run without its first journal line is no run: leave nothing half-written
+        f = fault(e, final) if isinstance(e, Exception) else None
         if f is None:
             raise
-        undo()  # a run without its first journal line is no run: leave nothing half-written
         raise f from None
     return run
 
@@ -352,11 +351,13 @@ def _reserve(runs_dir: Path, name: str, run_id: str | None) -> tuple[str, Path]:
 
 def _describe(run: Run) -> dict | None:
     """The target's describe() (run metadata), showing each of its `warnings` as one line (e.g. a slow BLAS)."""
-    describe = getattr(run.target, "describe", None)
     try:
-        info = describe() if callable(describe) else None
-    except Exception as e:  # metadata only: never worth refusing a run
-        run.display.message(f"note: target.describe() raised {type(e).__name__}: {e}; run metadata incomplete")
+        info = call_hook(run.target, run.target_path, "describe") if callable(getattr(run.target, "describe", None)) else None
+    except TargetError as e:  # metadata only: never worth refusing a run
+        run.display.message(f"note: {str(e).split(': ', 1)[-1].split('; ')[0]}; run metadata incomplete")
+        return None
+    if info is not None and not isinstance(info, dict):
+        run.display.message(f"note: target.describe() returned {type(info).__name__}, not a dict; run metadata incomplete")
         return None
     for w in (info or {}).get("warnings") or []:
         run.display.message(str(w))
@@ -444,27 +445,11 @@ def _reconcile(run: Run) -> None:
         run_setup(run.target, run.state_dir, run.target_path)
 
 
-SETUP_BUDGET_S = 600.0  # setup() runs in the engine process; a target's `setup_budget_s` changes the limit
-
-
 def run_setup(target: Any, state: Path, tpath: Path) -> None:
-    """The target's setup() (if it has one) under the engine's limit: a failure, a hang past `setup_budget_s`
-    or a sys.exit in it is one line naming the target and the fix (TargetError: exit 2), never a traceback."""
-    if not callable(getattr(target, "setup", None)):
-        return
-    limit = float(getattr(target, "setup_budget_s", SETUP_BUDGET_S))
-    try:
-        with deadline(limit, f"ran past its {limit:g} s limit"):
-            target.setup(state)
-    except TargetError:
-        raise
-    except TimeLimit:
-        raise TargetError(f"{tpath}: target.setup() ran past its {limit:g} s limit; make setup() faster or "
-                          f"set setup_budget_s on the target") from None
-    except SystemExit as e:
-        raise TargetError(f"{tpath}: target.setup() called sys.exit({e.code!r}); raise an exception or return") from None
-    except Exception as e:
-        raise fault(e, state) or TargetError(f"{tpath}: target.setup() raised {type(e).__name__}: {e}; fix setup()") from None
+    """The target's setup() (if it has one) under the engine's limit (`setup_budget_s`): a failure, a hang or a
+    sys.exit in it is one line naming the target and the fix (TargetError: exit 2), never a traceback."""
+    if callable(getattr(target, "setup", None)):
+        call_hook(target, tpath, "setup", state)
 
 
 def unfinished_runs(runs_dir: Path, target_path: Path) -> list[str]:

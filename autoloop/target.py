@@ -32,7 +32,9 @@ Optional (found with getattr, like mlx-lm's TrainingCallback):
     score_budget_s: float         deadline for score/compare/screen (default: budget_s)
     propose_budget_s: float       deadline for propose/propose_batch (default 600): past it the iteration is a
                                   crash ("propose() ran past its limit") and the loop goes on
-    setup_budget_s: float         deadline for setup (default 600): past it the run is not created (exit 2)
+    setup_budget_s: float         deadline for each one-time hook in the engine process: setup, check, child_env,
+                                  describe (default 600): past it (or on an error or sys.exit) one line, exit 2,
+                                  no run created (describe: a note)
     min_delta: float              improvement needed to keep (default 0.0)
     guards: dict[str, float]      component -> largest allowed fall versus the incumbent
     bootstrap: dict | None        {"confidence": 0.95, "stat": "diff"|"ratio"|"quantile_ratio", "threshold": 0.0,
@@ -63,6 +65,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from autoloop.deadline import TimeLimit, deadline
 
 if TYPE_CHECKING:  # pragma: no cover
     from autoloop.history import History
@@ -170,6 +174,43 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+IMPORT_BUDGET_S = 600.0  # importing a target file runs its top level in the engine process
+HOOK_BUDGET_S = 600.0  # default limit on hooks run once in the engine process (setup, check, describe, child_env)
+
+
+def call_hook(t: Any, p: Path | str, name: str, *args: Any) -> Any:
+    """Call the target's one-time hook `name` in the engine process under its `setup_budget_s`: a hang, an
+    exception or a sys.exit in it becomes one TargetError line naming the target file, the hook and the fix."""
+    limit = float(getattr(t, "setup_budget_s", HOOK_BUDGET_S))
+    try:
+        with deadline(limit, "hook"):
+            return getattr(t, name)(*args)
+    except TargetError as e:
+        raise TargetError(str(e) if str(p) in str(e) else f"{p}: {e}") from None
+    except TimeLimit:
+        raise TargetError(f"{p}: target.{name}() ran past its {limit:g} s limit; make {name}() faster or set "
+                          f"setup_budget_s on the target") from None
+    except SystemExit as e:
+        raise TargetError(f"{p}: target.{name}() called sys.exit({e.code!r}); raise an exception or return") from None
+    except Exception as e:
+        from autoloop.envfault import fault
+        f = fault(e, p)
+        if f is not None:
+            raise f from None
+        raise TargetError(f"{p}: target.{name}() raised {type(e).__name__}: {e}; fix {name}()") from None
+
+
+def child_env(t: Any, p: Path | str) -> dict[str, str]:
+    """The target's extra environment for child processes, checked: a mapping of names to strings."""
+    if not callable(getattr(t, "child_env", None)):
+        return {}
+    env = call_hook(t, p, "child_env")
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise TargetError(f"{p}: target.child_env() returned {type(env).__name__} {str(env)[:60]!r}; return a dict "
+                          f"of environment names to string values")
+    return dict(env)
+
+
 def _import_file(path: Path):
     module_name = f"autoloop_target_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -182,7 +223,16 @@ def _import_file(path: Path):
     if target_dir not in sys.path:
         sys.path.insert(0, target_dir)  # lets a target import helpers that sit beside it
     try:
-        spec.loader.exec_module(module)
+        with deadline(IMPORT_BUDGET_S, "import"):
+            spec.loader.exec_module(module)
+    except TimeLimit:
+        sys.modules.pop(module_name, None)
+        raise TargetError(f"{path}: importing the target ran past {IMPORT_BUDGET_S:g} s; move slow work out of the "
+                          f"module's top level (into setup() or run())") from None
+    except SystemExit as e:
+        sys.modules.pop(module_name, None)
+        raise TargetError(f"{path}: importing the target called sys.exit({e.code!r}); put script code under "
+                          f"`if __name__ == \"__main__\":`") from None
     except SyntaxError as e:
         sys.modules.pop(module_name, None)
         raise TargetError(f"{path}:{e.lineno}: syntax error: {e.msg}; fix the line and run again") from None
@@ -256,12 +306,9 @@ def validate_target(t: Any, p: Path | str = "<target>") -> None:
     pat = getattr(t, "patience", None)
     if pat is not None and (isinstance(pat, bool) or not isinstance(pat, int) or pat < 1):
         raise bad("patience", f"={pat!r}; must be a whole number >= 1 (or absent: the engine's default 5)")
-    check = getattr(t, "check", None)
-    if callable(check):
-        try:
-            check()
-        except TargetError as e:
-            raise TargetError(f"{p}: {e}") from None
+    if callable(getattr(t, "check", None)):
+        call_hook(t, p, "check")
+    child_env(t, p)
 
 
 def refuse_sealed_gold(t: Any, target_file: Path) -> None:

@@ -377,3 +377,56 @@ def test_10_the_stock_duckdb_cli_opens_the_history_and_snapshots(runs_dir: Path,
     assert p.returncode == 0, p.stderr
     default = autoloop(runs_dir, "db", "snapshot").stdout.strip()
     assert default == str(runs_dir / "history-snapshot.duckdb") and Path(default).exists()
+
+
+# hostile hooks -------------------------------------------------------------------------------------
+HOOK_CASES = {
+    "import_exit": ("", "\nsys.exit(0)\n", "importing the target called sys.exit(0)"),
+    "check_raise": ("check", 'raise ValueError("data missing")', "target.check() raised ValueError: data missing; fix check()"),
+    "check_exit": ("check", "sys.exit(1)", "target.check() called sys.exit(1)"),
+    "check_hang": ("check", "time.sleep(3600)", "target.check() ran past its 1 s limit"),
+    "child_env_raise": ("child_env", 'raise RuntimeError("no env")', "target.child_env() raised RuntimeError"),
+    "child_env_not_a_dict": ("child_env", "return 42", "target.child_env() returned int"),
+}
+
+
+def _hostile(tmp_path: Path, name: str, hook: str, body: str) -> Path:
+    """example_fit with one hook that misbehaves (gold made absolute, so the copy works outside the repo)."""
+    src = (ROOT / "targets" / "example_fit.py").read_text()
+    src = src.replace("from autoloop import Candidate, Scores", "from autoloop import Candidate, Scores\nimport sys, time")
+    src = src.replace('HERE.parent / "gold" / "example_curve.jsonl"', repr(str(ROOT / "gold" / "example_curve.jsonl")))
+    src = src.replace("    budget_s: float = 30.0\n", "    budget_s: float = 30.0\n    setup_budget_s: float = 1.0\n")
+    if hook:
+        src = src.replace("    def setup(self, state: Path) -> None:",
+                          f"    def {hook}(self):\n        {body}\n\n    def setup(self, state: Path) -> None:")
+    else:
+        src += body
+    p = tmp_path / f"{name}.py"
+    p.write_text(src)
+    return p
+
+
+@pytest.mark.parametrize("case", sorted(HOOK_CASES))
+def test_a_hostile_hook_in_the_engine_process_is_one_line_never_a_traceback_or_a_hang(case: str, tmp_path: Path) -> None:
+    """Target code that runs in the engine process at load (import, check, child_env) is bounded and contained:
+    a hang, an exception or a sys.exit is one TargetError line naming the file, the hook and the fix."""
+    from autoloop.target import TargetError, load_target
+
+    hook, body, says = HOOK_CASES[case]
+    p = _hostile(tmp_path, case, hook, body)
+    t0 = time.time()
+    with pytest.raises(TargetError) as e:
+        load_target(p)
+    assert time.time() - t0 < 30
+    assert str(p) in str(e.value) and says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_hostile_target_from_the_cli_exits_2_and_a_hanging_describe_is_a_note(runs_dir: Path, tmp_path: Path) -> None:
+    p = autoloop(runs_dir, "run", str(_hostile(tmp_path, "check_exit", "check", "sys.exit(1)")), "--no-progress", check=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "check() called sys.exit(1)" in p.stderr
+    assert not runs_dir.exists() or not list(runs_dir.glob("example_fit*"))
+    # describe() is run metadata only: past its limit the run goes on with a note
+    p = autoloop(runs_dir, "run", str(_hostile(tmp_path, "describe_hang", "describe", "time.sleep(3600)")),
+                 "--max-iters", "1")
+    assert "target.describe() ran past its 1 s limit; run metadata incomplete" in p.stdout + p.stderr
+    assert sql(runs_dir, "select stop_reason from runs")[0]["stop_reason"] == "max_iters"
