@@ -166,7 +166,7 @@ def _finish(ctx: click.Context, r, reason: str) -> None:
         _show_table(r.db_path, r.run_id, title=f"{r.run_id} ({reason})")
     except Exception as e:  # the run is complete and journaled; a busy DB only delays the table
         click.echo(f"(table unavailable: {e}; run `autoloop show {r.run_id}`)", err=True)
-    if reason == "baseline_failed":
+    if reason in ("baseline_failed", "gold_changed"):
         _fail(f"run {r.run_id}: {r.stop_detail}", EXIT_CANNOT_MEASURE)
     sys.exit(EXIT_SIGINT if reason == "sigint" else 0)
 

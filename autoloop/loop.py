@@ -78,6 +78,9 @@ def _drive(run: Run, interrupts: "_InterruptFlag") -> str:
         iterate(run, hist, interrupts, redo=redo)
         redo = None
         last = run.history().last()
+        if last and last.status == "invalid" and last.reason.startswith("the gold file "):
+            run.stop_detail = last.reason
+            return "gold_changed"  # every later score would be against another gold set
         if last and last.status == "invalid" and last.reason.startswith("budget"):
             return "max_cost"  # the target refused to spend past the dollar cap: nothing more can run
 
@@ -198,6 +201,9 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
             status, error = "nonfinite", f"score() returned {scores.score!r}"
         best.status, best.error, best.scores = status, error, scores if status == "ok" else best.scores
     durations["score_s"] = screen_s
+    gold_changed = run.gold_problem()  # the gold set is fixed: a score against another one is never kept
+    if gold_changed and status not in ("interrupted",):
+        status, error = "invalid", gold_changed
 
     # 5. decide
     decision = None

@@ -166,6 +166,16 @@ class Run:
             self.record("llm_calls", iter=n, calls=calls)
         return calls
 
+    def gold_problem(self) -> str | None:
+        """The gold set is fixed for the whole run: a line saying how it changed since run_start, else None.
+        Checked after every measurement, so a candidate (or anything else) that edits the gold file mid-run is
+        never kept on a score against another gold set."""
+        want = getattr(self, "_gold_sha", None)
+        if want is None:
+            start = next((e for e in self.journal.events() if e["kind"] == "run_start"), {})
+            want = self._gold_sha = start.get("gold_sha256")
+        return gold_change(self.gold, want, self.run_id)
+
     def note_target_changes(self) -> None:
         """Record (once per change) that the target file differs from the one the run started with."""
         try:
@@ -208,7 +218,8 @@ class Run:
                 detail = f"{sf} (removed: `autoloop resume {self.run_id}` continues)"
             elif sf is not None:
                 detail = f"{sf} exists; every run in this folder stops while it does: rm {sf}"
-        status = {"sigint": "interrupted", "baseline_failed": "failed", "environment": "failed"}.get(reason, "finished")
+        status = {"sigint": "interrupted", "baseline_failed": "failed", "environment": "failed",
+                  "gold_changed": "failed"}.get(reason, "finished")
         self.record("run_end", stop_reason=reason, status=status, detail=detail or None, **extra)
         self.flush_db()
         why = f" ({detail})" if detail else ""
@@ -329,6 +340,23 @@ def create_run(target_path: str | Path, settings: Settings, run_id: str | None =
     return run
 
 
+def gold_change(gold: Path, want: str | None, run_id: str) -> str | None:
+    """One line when `gold` no longer has the sha256 the run started with (None when it has, or none is known)."""
+    if not want:
+        return None
+    try:
+        got = sha256_file(gold)
+    except OSError as e:
+        got = None
+        how = f"cannot be read ({e.strerror or e})"
+    else:
+        how = f"changed (sha256 {want[:12]} -> {got[:12]})"
+    if got == want:
+        return None
+    return (f"the gold file {gold} {how} since run {run_id} started; scores against another gold set are not "
+            f"comparable: restore it (e.g. `git checkout -- {gold}`) to resume this run, or start a new run with --new")
+
+
 def _reserve(runs_dir: Path, name: str, run_id: str | None) -> tuple[str, Path]:
     """Claim a run id by creating its directory (atomic: two runs started in the same second cannot
     both get it). A named run must be new; a default one takes the next free -2, -3, ... suffix."""
@@ -391,7 +419,11 @@ def open_run(run_id: str, settings: Settings, overrides: dict[str, Any] | None =
     saved["runs_dir"] = settings.runs_dir
     settings = Settings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(Settings)}})
     target = load_target(start["target_path"])
-    check_gold(gold_path(target, Path(start["target_path"])))
+    gold = gold_path(target, Path(start["target_path"]))
+    check_gold(gold)
+    changed = gold_change(gold, start.get("gold_sha256"), run_id)
+    if changed:
+        raise TargetError(changed)
     _check_executor(settings)
     acquire_lock(run_dir)
     run = Run(run_id, run_dir, target, Path(start["target_path"]), settings)

@@ -430,3 +430,40 @@ def test_a_hostile_target_from_the_cli_exits_2_and_a_hanging_describe_is_a_note(
                  "--max-iters", "1")
     assert "target.describe() ran past its 1 s limit; run metadata incomplete" in p.stdout + p.stderr
     assert sql(runs_dir, "select stop_reason from runs")[0]["stop_reason"] == "max_iters"
+
+
+# the gold set is fixed for a run ---------------------------------------------------------------------
+def test_a_candidate_that_rewrites_the_gold_file_is_never_kept_and_the_run_stops(runs_dir: Path, tmp_path: Path) -> None:
+    """The classic cheat: at iteration 2 score() rewrites gold so every point fits (error 0). The engine checks
+    the gold file's sha256 after every measurement: that iteration is invalid (never kept, though 'better'), the
+    run stops (gold_changed, exit 3, one line), and a resume is refused until the gold file is restored."""
+    gold = tmp_path / "curve.jsonl"
+    original = (ROOT / "gold" / "example_curve.jsonl").read_text()
+    gold.write_text(original)
+    src = (ROOT / "targets" / "example_fit.py").read_text()
+    src = src.replace('HERE.parent / "gold" / "example_curve.jsonl"', repr(str(gold)))
+    cheat = '''        if __import__("os").environ.get("AUTOLOOP_ITER") == "2":  # make the gold agree with the model
+            rows = [json.loads(line) for line in gold.read_text().splitlines()]
+            gold.write_text("".join(json.dumps({**p, "y": sum(c * p["x"] ** k for k, c in enumerate(coef))}) + "\\n"
+                                    for p in rows))
+        errors = {}
+'''
+    assert "        errors = {}\n" in src
+    src = src.replace("        errors = {}\n", cheat, 1)
+    tfile = tmp_path / "cheat.py"
+    tfile.write_text(src)
+    p = autoloop(runs_dir, "run", str(tfile), "--max-iters", "6", "--no-progress", check=False)
+    assert p.returncode == 3, p.stderr
+    assert "the gold file" in p.stderr and "changed" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    run_id = only_run(runs_dir)
+    rows = sql(runs_dir, f"select iter, status, score, reason from iterations where run_id='{run_id}' order by iter")
+    assert [r["status"] for r in rows][-1] == "invalid" and rows[-1]["iter"] == 2
+    assert all(r["status"] != "keep" for r in rows if r["iter"] == 2)
+    assert sql(runs_dir, "select stop_reason from runs")[0]["stop_reason"] == "gold_changed"
+    # resume refuses while the gold differs; restored, it goes on
+    p = autoloop(runs_dir, "resume", run_id, "--no-progress", check=False)
+    assert p.returncode == 2 and "the gold file" in p.stderr and "restore it" in p.stderr
+    gold.write_text(original)
+    autoloop(runs_dir, "resume", run_id, "--max-iters", "4", "--no-progress")
+    rows = sql(runs_dir, f"select iter, status from iterations where run_id='{run_id}' order by iter")
+    assert rows[-1]["iter"] == 4 and "invalid" not in [r["status"] for r in rows if r["iter"] > 2]
