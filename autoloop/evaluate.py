@@ -153,6 +153,7 @@ def evaluate(runs_dir: Path, ref: str, *, target_file: Path | None = None, gold:
     ev = Evaluation(eval_id, ck, gpath, split_name, options, direction=target.direction)
     state = ck.folder
     exported = None
+    gold_sha = sha256_file(gpath)  # the set being scored: a score() that edits it measures nothing
     try:
         if state is None:
             exported = work / "state"
@@ -178,6 +179,9 @@ def evaluate(runs_dir: Path, ref: str, *, target_file: Path | None = None, gold:
             elif not ev.scores.is_finite():
                 ev.status, ev.error = "nonfinite", f"score() returned {ev.scores.score!r}"
             ev.feedback = list(ev.scores.feedback or [])
+        if sha256_file(gpath) != gold_sha:
+            ev.status, ev.error = "invalid", (f"the gold file {gpath} changed while it was scored (sha256 "
+                                              f"{gold_sha[:12]} -> {sha256_file(gpath)[:12]}); restore it and evaluate again")
     finally:
         if exported is not None:
             shutil.rmtree(exported, ignore_errors=True)
