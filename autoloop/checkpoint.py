@@ -77,13 +77,47 @@ def ref_problem(name: str) -> str | None:
 
 
 class StateRepo:
+    """The state directory's history. The repository itself lives beside the state (`<state>.git`), out of a
+    candidate's reach: a run() that empties its output directory (`rmtree(state)`, a common way to start
+    clean) would otherwise delete every checkpoint. `<state>/.git` is only a one-line pointer, rewritten before
+    every git operation. Runs made before this layout keep their `.git` directory inside the state."""
+
     def __init__(self, state_dir: Path, blob_dir: Path, large_file_mb: float = 1.0):
         self.dir = Path(state_dir)
         self.blobs = Path(blob_dir)
         self.large_bytes = int(large_file_mb * 1e6)
+        self.git_dir = self.dir.parent / f"{self.dir.name}.git"
+        self.ignored: list[str] = []  # files a .gitignore in the state kept out of the last commit
+        self._has_gitignore = False
+
+    def exists(self) -> bool:
+        """Whether the repository exists (and, when it does, the state dir points at it again)."""
+        self._link()
+        return (self.dir / ".git").exists()
+
+    def _link(self) -> None:
+        """Make `<state>/.git` the pointer to `<state>.git` (relative: the run directory may be moved)."""
+        if not self.git_dir.is_dir():
+            return  # not created yet, or a run of the older layout (`.git` inside the state)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        link, want = self.dir / ".git", f"gitdir: ../{self.git_dir.name}\n"
+        with contextlib.suppress(OSError):
+            if link.is_file() and not link.is_symlink() and link.read_text() == want:
+                return
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)  # a repository a candidate made there is not the run's
+        elif link.exists() or link.is_symlink():
+            link.unlink()
+        tmp = self.dir / ".git.autoloop-tmp"
+        tmp.write_text(want)
+        os.replace(tmp, link)
+
+    def _gitdir(self) -> Path:
+        return self.git_dir if self.git_dir.is_dir() else self.dir / ".git"
 
     @contextlib.contextmanager
     def _repo(self) -> Iterator[git.Repo]:
+        self._link()
         repo = git.Repo(self.dir)
         try:
             with repo.git.custom_environment(**_IDENT):
@@ -94,8 +128,10 @@ class StateRepo:
     # -- setup -----------------------------------------------------------------------------------
     def init(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        if not (self.dir / ".git").exists():
-            git.Repo.init(self.dir, initial_branch="main").close()
+        if not self.git_dir.is_dir() and not (self.dir / ".git").exists():
+            # `git init --separate-git-dir`: the paths are engine-made, no user string becomes an option
+            git.Git(str(self.dir)).init("-q", "--initial-branch=main", f"--separate-git-dir={self.git_dir}", ".")
+        self._link()
 
     # -- large files -----------------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:
@@ -104,7 +140,10 @@ class StateRepo:
     def _externalise_large_files(self) -> dict[str, dict]:
         """Copy files over the threshold into the blob store and exclude them from git."""
         manifest: dict[str, dict] = {}
+        self._has_gitignore = False
         for path in self._work_files():
+            if path.name == ".gitignore":
+                self._has_gitignore = True
             if not path.is_file() or path.is_symlink():
                 continue
             rel = path.relative_to(self.dir).as_posix()
@@ -121,7 +160,7 @@ class StateRepo:
                 shutil.copyfile(path, tmp)
                 os.replace(tmp, blob)
             manifest[rel] = {"sha256": digest, "size": size}
-        exclude = self.dir / ".git" / "info" / "exclude"
+        exclude = self._gitdir() / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         exclude.write_text("".join("/" + _glob_escape(rel) + "\n" for rel in manifest))
         if manifest:
@@ -137,7 +176,7 @@ class StateRepo:
         out: list[Path] = []
         for root, dirs, files in os.walk(self.dir):
             dirs[:] = [d for d in dirs if d != ".git"]
-            out.extend(Path(root, name) for name in dirs + files)
+            out.extend(Path(root, name) for name in dirs + files if name != ".git")
         return sorted(out)
 
     def restore_large_files(self, into: Path | None = None) -> int:
@@ -163,6 +202,13 @@ class StateRepo:
         with self._repo() as repo:
             repo.git.add("-A", "--", ".")
             repo.git.commit("--allow-empty", "--no-verify", "-q", "-F", "-", istream=_stdin(message))
+            # A .gitignore the target put in its state keeps those files out of every checkpoint (and a revert
+            # deletes them): say which, so it is a choice and not a loss (large files are excluded on purpose).
+            self.ignored = []
+            if self._has_gitignore:
+                out = repo.git.ls_files("--others", "--ignored", "--exclude-standard", "-z", "--directory")
+                manifest = set(json.loads((self.dir / MANIFEST).read_text())) if (self.dir / MANIFEST).exists() else set()
+                self.ignored = sorted(p for p in out.split("\0") if p and p not in manifest)
             return repo.git.rev_parse("HEAD")
 
     def tag(self, name: str, commit: str, message: str, force: bool = False) -> None:

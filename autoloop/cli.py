@@ -500,11 +500,11 @@ def checkout(ctx: click.Context, tag: str, dest: Path) -> None:
     if len(parts) != 3 or parts[0] != "autoloop":
         _fail(f"checkout {tag!r}: expected autoloop/<run>/ckpt-NNN or autoloop/<run>/best (see `git tag -l` in the run's state dir)")
     run_dir = _runs_dir(ctx) / parts[1]
-    if not (run_dir / "state" / ".git").exists():
+    repo = StateRepo(run_dir / "state", _runs_dir(ctx) / "blobs")
+    if not repo.exists():
         _fail(f"checkout {tag!r}: run {parts[1]} not found under {_runs_dir(ctx)}")
     if dest.exists() and any(dest.iterdir()):
         _fail(f"checkout: {dest} is not empty; pass a new or empty directory")
-    repo = StateRepo(run_dir / "state", _runs_dir(ctx) / "blobs")
     if repo.resolve(tag) is None:
         _fail(f"checkout: no tag {tag} in {run_dir / 'state'}; list them with `git -C {run_dir / 'state'} tag -n`")
     repo.export(tag, dest)

@@ -91,9 +91,9 @@ def resolve_checkpoint(runs_dir: Path, ref: str, target_file: Path | None) -> Ch
             raise TargetError(f"eval {ref!r}: {str(e).strip(chr(39))}; or pass a tag or a folder") from None
         tag = best_tag(run_id)
     state = runs_dir / run_id / "state"
-    if not (state / ".git").exists():
-        raise TargetError(f"eval {ref!r}: run {run_id} not found under {runs_dir}; list runs with `autoloop runs`")
     repo = StateRepo(state, runs_dir / "blobs")
+    if not repo.exists():
+        raise TargetError(f"eval {ref!r}: run {run_id} not found under {runs_dir}; list runs with `autoloop runs`")
     commit = repo.resolve(tag)
     if commit is None:
         raise TargetError(f"eval {ref!r}: no tag {tag} yet; list checkpoints with `git -C {state} tag -n`")

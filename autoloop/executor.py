@@ -183,7 +183,7 @@ def pack(path: Path) -> bytes:
         if path.is_dir():
             for p in sorted(path.rglob("*")):
                 rel = p.relative_to(path)
-                if rel.parts[0] == ".git":
+                if rel.parts[0] in (".git", "state.git"):  # state.git: a run's repository (checkpoint.py)
                     continue
                 tar.add(p, arcname=str(rel), recursive=False)
         else:

@@ -226,6 +226,13 @@ def iterate(run: Run, hist, interrupts, baseline: bool = False, redo: dict | Non
     if best.state != run.state_dir:
         _adopt(best.state, run.state_dir)
     commit = run.repo.commit(f"iter {n}: {best.cand.description}\n\nstatus: {status}\nreason: {reason}\n")
+    if run.repo.ignored and not getattr(run, "_ignored_noted", False):
+        run._ignored_noted = True  # once per engine process: the list is in the journal
+        shown = ", ".join(run.repo.ignored[:5]) + (f" and {len(run.repo.ignored) - 5} more" if len(run.repo.ignored) > 5 else "")
+        text = (f"a .gitignore in the state keeps {len(run.repo.ignored)} path(s) out of the checkpoints ({shown}); "
+                f"they are not restored on revert or checkout: remove the .gitignore if they matter")
+        run.record("note", text=text, ignored=run.repo.ignored[:100])
+        run.display.message(f"note: {text}")
     tag = None
     if status == "keep":
         tag = tag_name(run.run_id, n)

@@ -219,7 +219,7 @@ class RayExecutor:
         if hit is not None:
             self._parcels[key] = hit  # most recently used last: eviction takes the oldest
         else:
-            skip = {".git", "__pycache__", "runs", ".venv", "node_modules"} if target else {".git", "__pycache__"}
+            skip = {".git", "__pycache__", "runs", ".venv", "node_modules"} if target else {".git", "state.git", "__pycache__"}
             parcel, sources = make_parcel(path, self.large_bytes, self._digest, skip_dirs=skip)
             ref = self._ray.put(parcel)
             self.shipped_bytes += parcel.nbytes()
@@ -374,7 +374,7 @@ def _fingerprint(path: Path, target: bool) -> tuple:
     if path.is_file():
         st = path.stat()
         return ((path.name, st.st_size, st.st_mtime_ns),)
-    skip = {".git", "__pycache__", "runs", ".venv", "node_modules"} if target else {".git", "__pycache__"}
+    skip = {".git", "__pycache__", "runs", ".venv", "node_modules"} if target else {".git", "state.git", "__pycache__"}
     out = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if d not in skip)

@@ -6,6 +6,7 @@ Layout under the runs directory (default ./runs, or $AUTOLOOP_RUNS_DIR):
     runs/blobs/ab/cdef...          large files by sha256, shared by all runs
     runs/<run_id>/journal.jsonl    the source of truth
     runs/<run_id>/state/           the git work tree the target mutates (tags autoloop/<run_id>/...)
+    runs/<run_id>/state.git/       its repository, out of the target's reach (state/.git points to it)
     runs/<run_id>/iters/NNN/       per-iteration logs, child specs/results, LLM call records, feedback
     runs/<run_id>/live.json        what `autoloop status` shows
     runs/<run_id>/lock             pid of the engine driving the run
@@ -456,7 +457,7 @@ def _reconcile(run: Run) -> None:
     kept = [e for e in events if e["kind"] == "iter_end" and e["status"] == "keep"]
     prefix = f"autoloop/{run.run_id}/"
     want = {tag_name(run.run_id, e["iter"]): e["commit"] for e in kept}
-    if (run.state_dir / ".git").exists():
+    if run.repo.exists():
         have = run.repo.tags(prefix) if run.repo.resolve("HEAD") else {}
         for name in have:
             if name not in want and name != best_tag(run.run_id):

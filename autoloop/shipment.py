@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 DEFAULT_LARGE_BYTES = 1_000_000  # the StateRepo's default threshold (large_file_mb=1)
-SKIP_DIRS = frozenset({".git", "__pycache__"})
+SKIP_DIRS = frozenset({".git", "state.git", "__pycache__"})  # state.git: a run's repository (checkpoint.py)
 
 
 @dataclass
@@ -64,7 +64,8 @@ def _files(root: Path, skip_dirs: Iterable[str]) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip)
         for name in sorted(filenames):
-            out.append(Path(dirpath) / name)
+            if name not in skip:  # `.git` may be a pointer file (autoloop/checkpoint.py)
+                out.append(Path(dirpath) / name)
     return out
 
 

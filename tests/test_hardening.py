@@ -467,3 +467,45 @@ def test_a_candidate_that_rewrites_the_gold_file_is_never_kept_and_the_run_stops
     autoloop(runs_dir, "resume", run_id, "--max-iters", "4", "--no-progress")
     rows = sql(runs_dir, f"select iter, status from iterations where run_id='{run_id}' order by iter")
     assert rows[-1]["iter"] == 4 and "invalid" not in [r["status"] for r in rows if r["iter"] > 2]
+
+
+# a candidate that empties its state dir --------------------------------------------------------------
+def test_a_candidate_that_empties_its_state_dir_loses_no_checkpoint(runs_dir: Path, tmp_path: Path) -> None:
+    """`shutil.rmtree(state)` then writing fresh output is a common way for run() to start clean. The run's git
+    repository lives beside the state dir (state/.git is a pointer the engine rewrites), so every checkpoint
+    survives, the loop goes on, and checkout/resume work."""
+    src = (ROOT / "targets" / "example_fit.py").read_text()
+    src = src.replace('HERE.parent / "gold" / "example_curve.jsonl"', repr(str(ROOT / "gold" / "example_curve.jsonl")))
+    marker = '        (state / "model.json").write_text('
+    assert marker in src
+    src = src.replace(marker, '        import shutil\n        shutil.rmtree(state)\n        state.mkdir()\n' + marker, 1)
+    tfile = tmp_path / "cleaner.py"
+    tfile.write_text(src)
+    autoloop(runs_dir, "run", str(tfile), "--max-iters", "5", "--no-progress")
+    run_id = only_run(runs_dir)
+    kept = [r["iter"] for r in sql(runs_dir, f"select iter from iterations where run_id='{run_id}' and status='keep'")]
+    assert len(kept) >= 2
+    tags = subprocess.run(["git", "-C", str(runs_dir / run_id / "state"), "tag", "-l"], capture_output=True,
+                          text=True, check=True).stdout.split()
+    assert {f"autoloop/{run_id}/ckpt-{k:03d}" for k in kept} <= set(tags)
+    out = tmp_path / "best"
+    autoloop(runs_dir, "checkout", f"autoloop/{run_id}/best", str(out))
+    assert json.loads((out / "model.json").read_text())["coef"]
+    autoloop(runs_dir, "resume", run_id, "--max-iters", "7", "--no-progress")
+    assert sql(runs_dir, f"select max(iter) as n from iterations where run_id='{run_id}'")[0]["n"] == 7
+
+
+def test_files_a_gitignore_in_the_state_keeps_out_of_checkpoints_are_named_in_a_note(runs_dir: Path, tmp_path: Path) -> None:
+    """A state that carries its own .gitignore (a project directory, a tool's cache) keeps those files out of
+    every checkpoint: the engine says so once, naming them, instead of losing them silently."""
+    src = (ROOT / "targets" / "example_fit.py").read_text()
+    src = src.replace('HERE.parent / "gold" / "example_curve.jsonl"', repr(str(ROOT / "gold" / "example_curve.jsonl")))
+    marker = '        (state / "model.json").write_text('
+    src = src.replace(marker, '        (state / ".gitignore").write_text("cache/\\n")\n        (state / "cache").mkdir(exist_ok=True)\n'
+                              '        (state / "cache" / "opt.bin").write_bytes(b"x")\n' + marker, 1)
+    tfile = tmp_path / "ignorer.py"
+    tfile.write_text(src)
+    p = autoloop(runs_dir, "run", str(tfile), "--max-iters", "3", "--no-progress")
+    notes = [e for e in journal_events(runs_dir, only_run(runs_dir)) if e["kind"] == "note" and e.get("ignored")]
+    assert len(notes) == 1 and notes[0]["ignored"] == ["cache/"] and ".gitignore" in notes[0]["text"]
+    assert "cache/" in p.stdout + p.stderr

@@ -437,8 +437,9 @@ def _safe_id(run_id: str) -> bool:
 # -- git -----------------------------------------------------------------------------------------------
 def _git(state: Path, *args: str, limit: int | None = None) -> str:
     # Every argument is engine-made (validated shas, fixed options): no user string becomes an option.
-    p = subprocess.run(["git", "-C", str(state), "-c", "core.quotepath=off", *args], capture_output=True,
-                       timeout=30)
+    sep = state.parent / f"{state.name}.git"  # the run's repository beside its state (autoloop/checkpoint.py)
+    where = ["--git-dir", str(sep), "--work-tree", str(state)] if sep.is_dir() else ["-C", str(state)]
+    p = subprocess.run(["git", *where, "-c", "core.quotepath=off", *args], capture_output=True, timeout=30)
     if p.returncode != 0:
         raise RuntimeError(p.stderr.decode(errors="replace").strip()[:300])
     out = p.stdout[:limit] if limit else p.stdout
@@ -474,7 +475,7 @@ def git_diff(state: Path, base: str | None, commit: str) -> dict[str, Any]:
     stored outside git (large files) by name, size and sha256."""
     from autoloop.checkpoint import MANIFEST
 
-    if not (state / ".git").exists():
+    if not (state / ".git").exists() and not (state.parent / f"{state.name}.git").is_dir():
         return {"error": f"{state}: no git state"}
     for sha in (base, commit):
         if sha is not None and not SHA_RE.match(sha):
