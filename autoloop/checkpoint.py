@@ -26,6 +26,7 @@ import git
 from autoloop.target import sha256_file
 
 MANIFEST = ".autoloop-manifest.json"
+NESTED_GIT = ".autoloop-git"  # a nested repository's .git while the engine's git runs (StateRepo._hide_nested)
 _IDENT = {"GIT_AUTHOR_NAME": "autoloop", "GIT_AUTHOR_EMAIL": "autoloop@localhost",
           "GIT_COMMITTER_NAME": "autoloop", "GIT_COMMITTER_EMAIL": "autoloop@localhost"}
 
@@ -195,9 +196,46 @@ class StateRepo:
             shutil.copyfile(blob, dest)
         return len(manifest)
 
+    # -- nested repositories ---------------------------------------------------------------------
+    def _nested_repos(self, name: str = ".git") -> list[Path]:
+        """`<sub>/.git` entries below the top (a state that holds a clone of a project, say), deepest first."""
+        found = []
+        for root, dirs, files in os.walk(self.dir):
+            top = Path(root) == self.dir
+            if name in dirs + files and not top:
+                found.append(Path(root) / name)
+            dirs[:] = [d for d in dirs if d not in (".git", NESTED_GIT)]
+        return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+    def _hide_nested(self) -> list[Path]:
+        """git would store a nested repository as a bare link (its files lost) or refuse it (no commit yet):
+        while the engine's git runs, each `<sub>/.git` is renamed `<sub>/.autoloop-git`, so its work tree and
+        its history are committed as plain files and come back whole."""
+        moved = []
+        for g in self._nested_repos():
+            os.replace(g, g.with_name(NESTED_GIT))
+            moved.append(g.with_name(NESTED_GIT))
+        return moved
+
+    def _unhide_nested(self, root: Path | None = None) -> None:
+        base = StateRepo(root, self.blobs) if root is not None else self
+        for g in base._nested_repos(NESTED_GIT):
+            if not g.with_name(".git").exists():
+                if g.is_dir():  # git keeps no empty folders, and a repository needs these
+                    for d in ("objects", "refs/heads", "refs/tags"):
+                        (g / d).mkdir(parents=True, exist_ok=True)
+                os.replace(g, g.with_name(".git"))
+
     # -- commits ---------------------------------------------------------------------------------
     def commit(self, message: str) -> str:
         """Commit the whole work tree as it is (large files by manifest); returns the commit sha."""
+        self._hide_nested()
+        try:
+            return self._commit(message)
+        finally:
+            self._unhide_nested()
+
+    def _commit(self, message: str) -> str:
         self._externalise_large_files()
         with self._repo() as repo:
             repo.git.add("-A", "--", ".")
@@ -244,12 +282,16 @@ class StateRepo:
 
     def restore(self, commit: str) -> None:
         """Make the work tree exactly the given commit, large files included."""
-        with self._repo() as repo:
-            repo.git.reset("--hard", "-q", commit)
-            repo.git.clean("-fdxq")
-        self.restore_large_files()
-        # The exclude list must match the restored manifest for the next commit.
-        self._externalise_large_files()
+        self._hide_nested()  # as in commit: git sees the nested repositories' files as plain files
+        try:
+            with self._repo() as repo:
+                repo.git.reset("--hard", "-q", commit)
+                repo.git.clean("-ffdxq")  # -ff: a nested repository the hiding did not catch goes too
+            self.restore_large_files()
+            # The exclude list must match the restored manifest for the next commit.
+            self._externalise_large_files()
+        finally:
+            self._unhide_nested()
 
     def export(self, rev: str, dest: Path) -> None:
         """Materialise a commit (by tag or sha) into `dest`, large files included."""
@@ -265,6 +307,7 @@ class StateRepo:
             except TypeError:  # Python without extraction filters (< 3.10.12)
                 tar.extractall(dest)
         self.restore_large_files(dest)
+        self._unhide_nested(dest)
 
 
 def _glob_escape(rel: str) -> str:

@@ -509,3 +509,45 @@ def test_files_a_gitignore_in_the_state_keeps_out_of_checkpoints_are_named_in_a_
     notes = [e for e in journal_events(runs_dir, only_run(runs_dir)) if e["kind"] == "note" and e.get("ignored")]
     assert len(notes) == 1 and notes[0]["ignored"] == ["cache/"] and ".gitignore" in notes[0]["text"]
     assert "cache/" in p.stdout + p.stderr
+
+
+# a state that holds a git repository of its own ------------------------------------------------------
+def test_a_state_holding_a_git_clone_is_checkpointed_whole_and_reverts_with_its_history(runs_dir: Path, tmp_path: Path) -> None:
+    """A state that holds a project's clone (code-editing targets) has a nested .git: git alone stores it as a
+    bare link (files lost) or, before its first commit, refuses it and the loop died. Now the project's files
+    and history are in every checkpoint: a revert puts its HEAD back, checkout gives a working repository."""
+    src = (ROOT / "targets" / "example_fit.py").read_text()
+    src = src.replace('HERE.parent / "gold" / "example_curve.jsonl"', repr(str(ROOT / "gold" / "example_curve.jsonl")))
+    marker = '        (state / "model.json").write_text(json.dumps({"coef": candidate.params["coef"]})'
+    assert marker in src
+    src = src.replace(marker, '''        import subprocess
+        proj = state / "proj"
+        git = ["git", "-C", str(proj), "-c", "user.name=t", "-c", "user.email=t@t"]
+        if not (proj / ".git").exists():
+            proj.mkdir(exist_ok=True)
+            subprocess.run(["git", "init", "-q", str(proj)], check=True)
+            if os.environ.get("AUTOLOOP_ITER") == "1":  # first time: an empty repository (no commit yet)
+                (proj / "coef.txt").write_text(str(candidate.params["coef"]))
+                return (state / "model.json").write_text(json.dumps({"coef": candidate.params["coef"]}) + "\\n")
+        (proj / "coef.txt").write_text(str(candidate.params["coef"]))
+        subprocess.run(git + ["add", "-A"], check=True)
+        subprocess.run(git + ["commit", "-q", "-m", str(candidate.params["coef"])], check=True)
+''' + marker, 1).replace("import json\n", "import json\nimport os\n", 1)
+    tfile = tmp_path / "withclone.py"
+    tfile.write_text(src)
+    autoloop(runs_dir, "run", str(tfile), "--max-iters", "6", "--no-progress")
+    run_id = only_run(runs_dir)
+    rows = sql(runs_dir, f"select iter, status, params from iterations where run_id='{run_id}' order by iter")
+    assert [r["status"] for r in rows if r["status"] not in ("keep", "revert")] == []
+    best = [r for r in rows if r["status"] == "keep"][-1]
+    params = best["params"] if isinstance(best["params"], dict) else json.loads(best["params"])
+    coef = str(params["coef"])
+    state = runs_dir / run_id / "state"
+    assert (state / "proj" / "coef.txt").read_text() == coef  # the revert put the project back too
+    log = subprocess.run(["git", "-C", str(state / "proj"), "log", "--format=%s"], capture_output=True, text=True)
+    assert log.returncode == 0 and log.stdout.split("\n")[0] == coef  # ... with its history at the incumbent
+    out = tmp_path / "best"
+    autoloop(runs_dir, "checkout", f"autoloop/{run_id}/best", str(out))
+    log = subprocess.run(["git", "-C", str(out / "proj"), "log", "--format=%s"], capture_output=True, text=True)
+    assert log.returncode == 0 and log.stdout.split("\n")[0] == coef
+    assert not list(out.rglob(".autoloop-git")) and not list(state.rglob(".autoloop-git"))

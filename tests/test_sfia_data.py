@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -508,11 +507,10 @@ def test_sentences_skip_headings_and_read_drafts_tolerantly(tmp_path):
     assert [n for n, _ in read_gold_texts(d / "a.jsonl")] == [1, 2]  # a half-written line counts as raw text
 
 
-def test_committed_data_is_clean_and_fast():
-    t0 = time.perf_counter()
+def test_committed_data_is_clean():
+    # (Its speed is not asserted here: a timed unit test fails on a loaded box; performance lives in bench/.)
     assert_no_contamination(TRAIN_PATH, GOLD_PATH)
     assert_no_contamination(DEV_PATH, GOLD_PATH)
-    assert time.perf_counter() - t0 < 2.0
 
 
 def _inject(tmp_path, text):
@@ -547,13 +545,11 @@ def test_near_duplicate_with_two_words_changed_is_refused(tmp_path):
     assert f"{GOLD_PATH}:{i + 1}" in str(e.value) and f"{jac:.2f}" in str(e.value)
 
 
-def test_overlap_search_3000_by_200_is_fast():
+def test_overlap_search_3000_by_200():
     train = [r["input"] for r in load_jsonl(TRAIN_PATH)]
     gold = [r["input"] for r in load_jsonl(GOLD_PATH)]
-    t0 = time.perf_counter()
     assert find_overlaps(train, gold) == []
     assert find_overlaps(gold[:5], gold)[0].exact
-    assert time.perf_counter() - t0 < 2.0
 
 
 # ---------- prompting ----------
