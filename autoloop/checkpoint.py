@@ -303,7 +303,7 @@ class StateRepo:
         buf.seek(0)
         with tarfile.open(fileobj=buf) as tar:
             try:
-                tar.extractall(dest, filter="data")
+                tar.extractall(dest, filter="tar")  # nothing outside dest; absolute links kept (a state may link a dataset)
             except TypeError:  # Python without extraction filters (< 3.10.12)
                 tar.extractall(dest)
         self.restore_large_files(dest)

@@ -204,7 +204,7 @@ def unpack(data: bytes, dest: Path, replace: bool = True) -> Path:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         try:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, filter="tar")  # nothing outside dest; absolute links kept (a state may link a dataset)
         except TypeError:  # Python without extraction filters (< 3.10.12)
             tar.extractall(dest)
     return dest

@@ -113,7 +113,7 @@ def apply_parcel(parcel: Parcel, dest: Path, fetch: Callable[[str], bytes],
             d.rmdir()  # an empty folder the method removed
     with tarfile.open(fileobj=io.BytesIO(parcel.archive), mode="r:gz") as tar:
         try:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, filter="tar")  # nothing outside dest; absolute links kept (a state may link a dataset)
         except TypeError:  # Python without extraction filters (< 3.10.12)
             tar.extractall(dest)
     for rel, sha in parcel.large.items():

@@ -551,3 +551,22 @@ def test_a_state_holding_a_git_clone_is_checkpointed_whole_and_reverts_with_its_
     log = subprocess.run(["git", "-C", str(out / "proj"), "log", "--format=%s"], capture_output=True, text=True)
     assert log.returncode == 0 and log.stdout.split("\n")[0] == coef
     assert not list(out.rglob(".autoloop-git")) and not list(state.rglob(".autoloop-git"))
+
+
+def test_a_state_that_links_to_an_absolute_path_checks_out(runs_dir: Path, tmp_path: Path) -> None:
+    """A state may link a dataset or a base model by absolute path: checkout kept failing with tarfile's
+    AbsoluteLinkError (a traceback). The link is restored as it was; nothing is written outside the folder."""
+    data = tmp_path / "dataset"
+    data.mkdir()
+    src = (ROOT / "targets" / "example_fit.py").read_text()
+    src = src.replace('HERE.parent / "gold" / "example_curve.jsonl"', repr(str(ROOT / "gold" / "example_curve.jsonl")))
+    marker = '        (state / "model.json").write_text(json.dumps({"coef": candidate.params["coef"]})'
+    src = src.replace(marker, f'''        if not (state / "data").is_symlink():
+            (state / "data").symlink_to({str(data)!r})
+''' + marker, 1)
+    tfile = tmp_path / "linker.py"
+    tfile.write_text(src)
+    autoloop(runs_dir, "run", str(tfile), "--max-iters", "4", "--no-progress")
+    out = tmp_path / "best"
+    autoloop(runs_dir, "checkout", f"autoloop/{only_run(runs_dir)}/best", str(out))
+    assert (out / "data").is_symlink() and os.readlink(out / "data") == str(data)
