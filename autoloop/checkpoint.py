@@ -217,9 +217,9 @@ class StateRepo:
             moved.append(g.with_name(NESTED_GIT))
         return moved
 
-    def _unhide_nested(self, root: Path | None = None) -> None:
+    def _unhide_nested(self, root: Path | None = None, only: list[Path] | None = None) -> None:
         base = StateRepo(root, self.blobs) if root is not None else self
-        for g in base._nested_repos(NESTED_GIT):
+        for g in base._nested_repos(NESTED_GIT) if only is None else only:
             if not g.with_name(".git").exists():
                 if g.is_dir():  # git keeps no empty folders, and a repository needs these
                     for d in ("objects", "refs/heads", "refs/tags"):
@@ -229,11 +229,11 @@ class StateRepo:
     # -- commits ---------------------------------------------------------------------------------
     def commit(self, message: str) -> str:
         """Commit the whole work tree as it is (large files by manifest); returns the commit sha."""
-        self._hide_nested()
+        moved = self._hide_nested()
         try:
             return self._commit(message)
         finally:
-            self._unhide_nested()
+            self._unhide_nested(only=moved)  # a commit changes no files: only what was hidden comes back
 
     def _commit(self, message: str) -> str:
         self._externalise_large_files()
