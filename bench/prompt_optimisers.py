@@ -76,10 +76,12 @@ TIMEOUT_S = 1800  # per request, for every arm: on a CPU shared with a training 
 
 
 def run_groups(args, kind: str, seeds: list[int], libs: list[str], arms: list[str], rows: list[dict], record) -> None:
-    """--jobs N: each unfinished (seed, setting) group is this script for that seed and setting alone (its own
-    servers, the parent's adapter choice), N at a time, writing under <out>.groups/; a group's rows join the
-    table when it ends. A stopped invocation loses nothing finished: --resume takes the rows the groups wrote
-    and runs each unfinished group's remaining arms."""
+    """--jobs N: each unfinished (seed, setting, arm) optimiser run is this script for that seed, setting and arm
+    alone (its own servers, the parent's adapter choice), N at a time, writing under <out>.groups/; its rows join
+    the table when it ends. One run per process, not one (seed, setting) group: the last group of a long
+    invocation no longer runs its three arms one after another on one core while the other stays idle. A stopped
+    invocation loses nothing finished: --resume takes the rows the runs wrote (also those of whole-group files
+    that earlier versions wrote) and runs only what is left."""
     groups_dir = args.out.with_suffix(".groups")
     (groups_dir / "memo").mkdir(parents=True, exist_ok=True)
     have = {(r["seed"], r["library"], arm_key(r["arm"]), r.get("budget")) for r in rows}
@@ -95,32 +97,34 @@ def run_groups(args, kind: str, seeds: list[int], libs: list[str], arms: list[st
     todo = []
     for seed in seeds:
         for lib in libs:
-            out = groups_dir / f"s{seed}-{lib}.txt"
-            take(out.with_suffix(".jsonl"))  # rows of a group that ran in an earlier, stopped invocation
-            left = [arm for arm in arms if not any(h[:3] == (seed, lib, arm) for h in have)]
-            if not left:
-                continue
-            argv = [sys.executable, str(Path(__file__).resolve()), *base, "--seeds", str(seed), "--library", lib,
-                    "--arms", ",".join(left), "--adapter", kind, "--jobs", "1", "--memo-dir", str(groups_dir / "memo"),
-                    "--out", str(out)]
-            todo.append((seed, lib, argv, out))  # its finished arms were taken above: it runs only the others
+            take(groups_dir / f"s{seed}-{lib}.jsonl")  # a whole group's rows, from an earlier version's --jobs
+            for arm in arms:
+                out = groups_dir / f"s{seed}-{lib}-{arm}.txt"
+                take(out.with_suffix(".jsonl"))  # rows of a run that ended in an earlier, stopped invocation
+                if any(h[:3] == (seed, lib, arm) for h in have):
+                    continue
+                argv = [sys.executable, str(Path(__file__).resolve()), *base, "--seeds", str(seed), "--library", lib,
+                        "--arms", arm, "--adapter", kind, "--jobs", "1", "--memo-dir", str(groups_dir / "memo"),
+                        "--out", str(out)]
+                todo.append((f"seed {seed} library {lib} arm {arm}", argv, out))
     running: list[tuple] = []
     while todo or running:
         while todo and len(running) < args.jobs:
-            seed, lib, argv, out = todo.pop(0)
+            name, argv, out = todo.pop(0)
             log = open(out.with_suffix(".log"), "ab")
-            print(f"group seed {seed} library {lib}: started ({out.with_suffix('.log')})", flush=True)
-            running.append((seed, lib, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT)), out, log))
+            print(f"{name}: started ({out.with_suffix('.log')})", flush=True)
+            running.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT)), out, log))
         time.sleep(5)
-        for item in [g for g in running if g[2].poll() is not None]:
-            seed, lib, proc, out, log = item
+        for item in [g for g in running if g[1].poll() is not None]:
+            name, proc, out, log = item
             running.remove(item)
             log.close()
             take(out.with_suffix(".jsonl"))
             if proc.returncode != 0:
                 tail = out.with_suffix(".log").read_text(errors="replace")[-400:]
-                record([{"arm": "group", "error": f"seed {seed} library {lib}: exited {proc.returncode}: {tail}"}], lib, seed)
-            print(f"group seed {seed} library {lib}: ended ({proc.returncode})", flush=True)
+                seed, lib = int(name.split()[1]), name.split()[3]
+                record([{"arm": "group", "error": f"{name}: exited {proc.returncode}: {tail}"}], lib, seed)
+            print(f"{name}: ended ({proc.returncode})", flush=True)
 
 
 def _what(command: str) -> list[str]:
@@ -683,7 +687,7 @@ def main() -> None:
                     help="local (the bundled SmolLM2-135M behind mlx_lm.server) or anthropic:MODEL (needs "
                          "ANTHROPIC_API_KEY; every arm's task calls go through a counting proxy on 127.0.0.1)")
     ap.add_argument("--jobs", type=int, default=1,
-                    help="(seed, setting) groups run at once, each in its own process with its own model servers")
+                    help="optimiser runs (seed, setting, arm) at once, each in its own process with its own model servers")
     ap.add_argument("--memo-dir", type=Path, default=None, help=argparse.SUPPRESS)  # set by --jobs for its workers
     ap.add_argument("--resume", action="store_true",
                     help="continue the invocation whose table is at --out (same options): finished runs are kept")
@@ -773,8 +777,8 @@ def main() -> None:
                     if "error" not in r and (r["seed"], r["library"], arm_key(r["arm"]), r.get("budget")) not in have:
                         record([r], r["library"], r["seed"])
         if args.jobs > 1:
-            notes.append(f"--jobs {args.jobs}: (seed, setting) groups ran in parallel processes, each with its own "
-                         f"model servers and the adapter chosen above; calls are counted per group, so no arm's "
+            notes.append(f"--jobs {args.jobs}: optimiser runs ran in parallel processes, each with its own "
+                         f"model servers and the adapter chosen above; calls are counted per run, so no arm's "
                          f"count or budget is affected (only wall times are)")
             task.stop()
             if refl:
