@@ -117,11 +117,15 @@ def test_dollar_cap_refuses_the_call_that_could_exceed_it(server, iterdir, tmp_p
     assert c.complete(req("a", max_tokens=10)).ok  # a smaller worst case fits
     monkeypatch.setenv("AUTOLOOP_COST_REMAINING", str(c.budget.spent + one * 1.5))
     n = server.requests
-    # four concurrent calls: the reservations of the running ones count, so at most one can start
+    # four concurrent calls: the reservations of the running ones count, so at most one can start while the
+    # first is in flight (held 5 s at the server: on a starved box a first call that ended before the others were
+    # checked would leave room for a second, rightly, and the check would measure the scheduler)
+    server.faults = [{"sleep": 5.0}] * 4
     with pytest.raises(BudgetExceeded):
         c.complete_many([req(f"m{i}", max_tokens=1000) for i in range(4)])
     assert server.requests - n <= 1
     assert c.budget.spent <= c.budget.cap()
+    server.faults = []
 
 
 def test_concurrent_calls_are_bounded_and_ordered(server, iterdir, tmp_path):
