@@ -34,7 +34,6 @@ import psutil
 from autoloop import sandbox
 from autoloop.checkpoint import StateRepo, best_tag, ref_problem, tag_name
 from autoloop.context import LLM_CALLS_FILE, ChildContext
-from autoloop.deadline import TimeLimit, deadline
 from autoloop.decide import StopLimits
 from autoloop.envfault import fault
 from autoloop.executor import check_reachable, make_executor
